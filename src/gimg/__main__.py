@@ -1,0 +1,5 @@
+"""python -m gimg"""
+
+from .cli import main
+
+main()

@@ -1,0 +1,148 @@
+"""Every path of gimg's output tree in one place, the safe folder name of a term, and atomic writes."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+import re
+import tempfile
+import unicodedata
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from .errors import GimgError, MissingInputError
+
+DOWNLOADED = "Downloaded_images"
+CROPPED = "Cropped_faces"
+DATASETS = "Datasets"
+ANALYSIS = "analysis"
+TERMS_INDEX = "terms.csv"
+MANIFEST = "manifest.csv"
+FACES = "faces.csv"
+QUARANTINE = "_quarantine"
+
+_MAX_FOLDER_CHARS = 80
+_UNSAFE = re.compile(r"[^\w\-. ]+")
+
+
+def folder_name(term: str) -> str:
+    """A safe, unique, readable folder name for a search term.
+
+    Unsafe characters become "_", dots and spaces are trimmed from the ends, and the name is cut to
+    80 characters. Whenever that changed the term, a short hash of the original keeps names unique.
+    """
+    normal = unicodedata.normalize("NFKC", term)
+    safe = _UNSAFE.sub("_", normal).strip(" .")[:_MAX_FOLDER_CHARS].strip(" .")
+    if safe == term and safe not in ("", ".", "..") and not safe.startswith("_"):
+        return safe
+    digest = hashlib.sha256(term.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    return f"{safe or 'term'}-{digest}"
+
+
+def read_terms(path: Path) -> list[str]:
+    """Search terms from a text file: one per line; blank lines and `#` comments are ignored."""
+    path = Path(path)
+    if not path.is_file():
+        raise GimgError(f"terms file {path} not found: give a text file with one search term per line")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise GimgError(f"terms file {path} is not UTF-8 text ({error.reason}): save it as UTF-8") from None
+    terms = [line.strip() for line in text.splitlines()]
+    terms = [term for term in terms if term and not term.startswith("#")]
+    if not terms:
+        raise GimgError(f"terms file {path} has no search terms: write one term per line")
+    return list(dict.fromkeys(terms))
+
+
+class Layout:
+    """The output tree below one `--out` folder."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = Path(out)
+
+    def downloaded(self, term: str) -> Path:
+        return self.out / DOWNLOADED / folder_name(term)
+
+    def manifest(self, term: str) -> Path:
+        return self.downloaded(term) / MANIFEST
+
+    def quarantine(self, term: str) -> Path:
+        return self.downloaded(term) / QUARANTINE
+
+    def cropped(self, term: str) -> Path:
+        return self.out / CROPPED / folder_name(term)
+
+    def faces(self, term: str) -> Path:
+        return self.cropped(term) / FACES
+
+    def dataset(self, term: str) -> Path:
+        return self.out / DATASETS / f"{folder_name(term)}.csv"
+
+    @property
+    def analysis(self) -> Path:
+        return self.out / ANALYSIS
+
+    @property
+    def terms_index(self) -> Path:
+        return self.out / TERMS_INDEX
+
+    def remember_terms(self, terms: list[str]) -> None:
+        """Add terms to the index that maps folder names back to the terms a user typed."""
+        known = self.known_terms()
+        new = [term for term in terms if term not in known]
+        if not new and self.terms_index.exists():
+            return
+        rows = [{"term": term, "folder": folder_name(term)} for term in known + new]
+        write_csv(self.terms_index, rows, ["term", "folder"])
+
+    def known_terms(self) -> list[str]:
+        """Every term ever downloaded into this tree, in the order first seen."""
+        if not self.terms_index.exists():
+            return []
+        with self.terms_index.open(newline="", encoding="utf-8") as handle:
+            return [row["term"] for row in csv.DictReader(handle)]
+
+    def terms_with(self, marker: str) -> list[str]:
+        """Known terms whose given stage output exists (`manifest`, `faces` or `dataset`)."""
+        locate = getattr(self, marker)
+        return [term for term in self.known_terms() if locate(term).exists()]
+
+    def require_terms_with(self, marker: str, stage: str, previous: str) -> list[str]:
+        """Like terms_with, but raises a one-line instruction when there are none."""
+        terms = self.terms_with(marker)
+        if not terms:
+            raise MissingInputError(
+                f"nothing to {stage} in {self.out}: run `gimg {previous}` first (or pass the right --out)"
+            )
+        return terms
+
+
+def is_fresh(output: Path, source: Path) -> bool:
+    """True when output exists and was written after source: that work is done."""
+    return output.exists() and output.stat().st_mtime_ns >= source.stat().st_mtime_ns
+
+
+@contextmanager
+def atomic_path(target: Path) -> Iterator[Path]:
+    """Yield a temporary path beside target, renamed onto it only if the block succeeds."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    os.close(handle)
+    temporary = Path(name)
+    try:
+        yield temporary
+        os.replace(temporary, target)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def write_csv(target: Path, rows: list[dict], columns: list[str]) -> None:
+    """Write rows to a CSV atomically, with a fixed column order."""
+    with atomic_path(target) as temporary:
+        with temporary.open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(rows)

@@ -1,0 +1,53 @@
+"""The one place that fans work over processes."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from typing import Callable, Iterable, Iterator, TypeVar
+
+from tqdm import tqdm
+
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+
+_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS")
+
+
+def default_workers() -> int:
+    """The number of CPUs this process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _single_threaded() -> None:
+    """Each worker owns one core: native libraries must not start threads of their own."""
+    for variable in _THREAD_VARIABLES:
+        os.environ[variable] = "1"
+
+
+def imap(
+    function: Callable[[Item], Result],
+    items: Iterable[Item],
+    *,
+    workers: int,
+    desc: str,
+    total: int | None = None,
+    chunksize: int = 1,
+) -> Iterator[Result]:
+    """Apply function to every item over `workers` processes, yielding results as they finish.
+
+    The function must be a module-level callable (or a picklable object) that never raises: failures
+    are results with a status. With one worker the work runs in this process, which keeps tracebacks
+    and debuggers simple.
+    """
+    items = list(items)
+    total = len(items) if total is None else total
+    if workers <= 1 or len(items) <= 1:
+        yield from tqdm(map(function, items), total=total, desc=desc, unit="item", leave=False)
+        return
+    # spawn, not fork: workers must not inherit the parent's threads (tqdm, HTTP pools) or any
+    # half-initialised native library state; each worker loads its own models lazily, once.
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(min(workers, len(items)), initializer=_single_threaded) as pool:
+        results = pool.imap_unordered(function, items, chunksize=chunksize)
+        yield from tqdm(results, total=total, desc=desc, unit="item", leave=False)
