@@ -1,0 +1,153 @@
+"""What every search engine shares: the result record, polite HTTP, and loud failure on blocked or changed pages."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Protocol
+from urllib.parse import urlsplit
+
+import requests
+
+from .. import __version__
+from ..errors import EngineError
+
+USER_AGENT = f"gimg/{__version__} (+research; image-search audit)"
+TIMEOUT = (10, 30)
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+# Lower-case fragments of consent walls, captchas and rate-limit pages (Google's /sorry/, Bing's and
+# DuckDuckGo's bot challenges). They are only looked for on pages that gave no results.
+_BLOCKED_MARKERS = (
+    "captcha",
+    "unusual traffic",
+    "before you continue",
+    "consent.google.",
+    "/sorry/index",
+    "are you a robot",
+    "verify you are human",
+    "anomaly-modal",
+    "challenge-form",
+)
+
+Hit = tuple[str, str]
+"""One parsed result: (image URL, page the image is on)."""
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """One image result of one search: its rank (from 1), the image URL, the page it is on, the engine."""
+
+    rank: int
+    url: str
+    source_page: str
+    engine: str
+
+
+class Engine(Protocol):
+    """A search engine: turns a term into ranked image results, and knows nothing about files."""
+
+    name: str
+
+    def search(self, term: str, limit: int) -> list[SearchResult]:
+        """Up to `limit` results for term, best first; raises EngineError when the engine cannot answer."""
+        ...
+
+
+def default_page_delay(base_url: str | None) -> float:
+    """Seconds between two search-page requests: 1 s for a real engine, 0 for a server on this machine."""
+    # Politeness towards real engines: at least 1 s between result pages. A local test or demo
+    # server (127.0.0.1 / localhost) needs no such courtesy, and tests must stay fast.
+    host = urlsplit(base_url).hostname if base_url else None
+    return 0.0 if host in LOCAL_HOSTS else 1.0
+
+
+class Throttle:
+    """Keeps at least `delay` seconds between calls to wait(), across threads."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+        self._lock = threading.Lock()
+        self._next = 0.0
+
+    def wait(self) -> None:
+        with self._lock:
+            pause = self._next - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)
+            self._next = time.monotonic() + self.delay
+
+
+def new_session() -> requests.Session:
+    """An HTTP session that says who it is."""
+    session = requests.Session()
+    session.headers["User-Agent"] = USER_AGENT
+    return session
+
+
+def get_page(
+    session: requests.Session, engine: str, term: str, url: str, params: dict | None = None, **kwargs
+) -> requests.Response:
+    """GET one search page, turning network errors, HTTP errors and consent redirects into EngineError."""
+    try:
+        response = session.get(url, params=params, timeout=TIMEOUT, **kwargs)
+    except requests.RequestException as error:
+        raise EngineError(f"{engine}: cannot reach {url}: {type(error).__name__}") from None
+    if (urlsplit(response.url).hostname or "").startswith("consent."):
+        raise blocked(engine, term)
+    if response.status_code >= 400:
+        if looks_blocked(response.text):
+            raise blocked(engine, term)
+        raise EngineError(f"{engine}: HTTP {response.status_code} from {url} for '{term}'")
+    return response
+
+
+def looks_blocked(text: str) -> bool:
+    """True when a page looks like a consent wall, a captcha or an "unusual traffic" notice."""
+    lower = text.lower()
+    return any(marker in lower for marker in _BLOCKED_MARKERS)
+
+
+def blocked(engine: str, term: str) -> EngineError:
+    return EngineError(f"{engine}: blocked by a captcha/consent page for '{term}'")
+
+
+def markup_changed(engine: str) -> EngineError:
+    return EngineError(f"{engine}: markup changed: 0 results parsed from a non-empty page")
+
+
+def check_page(engine: str, term: str, text: str, hits: list[Hit], *, first_page: bool) -> None:
+    """Raise when a page that gave no results is a block page, or is a non-empty first page (a stale parser).
+
+    An empty later page is simply the end of the results.
+    """
+    if hits:
+        return
+    if looks_blocked(text):
+        raise blocked(engine, term)
+    if first_page and text.strip():
+        raise markup_changed(engine)
+
+
+class Ranker:
+    """Numbers hits from 1 in the order first seen, dropping repeated image URLs."""
+
+    def __init__(self, engine: str) -> None:
+        self.engine = engine
+        self.results: list[SearchResult] = []
+        self._seen: set[str] = set()
+
+    def add(self, hits: Iterable[Hit], limit: int) -> int:
+        """Add new hits up to limit; return how many were new."""
+        added = 0
+        for url, page in hits:
+            if len(self.results) >= limit:
+                break
+            if not url or url in self._seen:
+                continue
+            self._seen.add(url)
+            self.results.append(SearchResult(len(self.results) + 1, url, page, self.engine))
+            added += 1
+        return added
