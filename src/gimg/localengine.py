@@ -1,0 +1,155 @@
+"""A local image search engine on 127.0.0.1 that serves labelled faces in Bing's result markup, and the demo."""
+
+from __future__ import annotations
+
+import html
+import json
+import random
+import threading
+import zlib
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Iterator
+from urllib.parse import parse_qs, quote, urlsplit
+
+import pandas as pd
+from PIL import Image, ImageOps
+
+from .errors import MissingInputError
+from .layout import folder_name, write_csv
+
+# Demo terms with a share of women near their census share, so that the demo's scatter means something.
+DEMO_SHARES = {
+    "nurse": 0.9,
+    "librarian": 0.8,
+    "cashier": 0.7,
+    "lawyer": 0.4,
+    "software developer": 0.2,
+    "electrician": 0.1,
+}
+_CANVAS = 480
+_FACE = 200
+_PAGE_SIZE_DEFAULT = 35
+
+
+def compose_scene(face: Image.Image, *, seed: int) -> Image.Image:
+    """Place a tight face crop on a larger plain canvas, as a web photo of one person would frame it."""
+    rng = random.Random(seed)
+    tone = tuple(rng.randrange(90, 200) for _ in range(3))
+    canvas = Image.new("RGB", (_CANVAS, int(_CANVAS * 0.75)), tone)
+    face = ImageOps.fit(face.convert("RGB"), (_FACE, _FACE))
+    x = rng.randrange(20, canvas.width - _FACE - 20)
+    y = rng.randrange(10, canvas.height - _FACE - 10)
+    canvas.paste(face, (x, y))
+    return canvas
+
+
+def build_site(faces: Path, site: Path, shares: dict[str, float], *, per_term: int = 10, seed: int = 0) -> pd.DataFrame:
+    """Write a site of composed images: for each term, per_term images whose share of women is known.
+
+    Returns the truth table (term, rank, image, source_face, gender), also written to site/index.csv.
+    """
+    labels_path = faces / "labels.csv"
+    if not labels_path.is_file():
+        raise MissingInputError(f"no labels.csv in {faces}: pass --faces with a folder of images/ and labels.csv")
+    labels = pd.read_csv(labels_path)
+    women = labels[labels.gender == "female"].file.tolist()
+    men = labels[labels.gender == "male"].file.tolist()
+    rng = random.Random(seed)
+    rows = []
+    (site / "img").mkdir(parents=True, exist_ok=True)
+    for term, share in shares.items():
+        n_women = round(share * per_term)
+        picks = [(f, "female") for f in rng.sample(women, n_women)]
+        picks += [(f, "male") for f in rng.sample(men, per_term - n_women)]
+        rng.shuffle(picks)
+        for rank, (source, gender) in enumerate(picks, start=1):
+            image = f"{folder_name(term)}_{rank:03d}.jpg"
+            with Image.open(faces / "images" / source) as face:
+                compose_scene(face, seed=zlib.crc32(f"{seed}/{term}/{rank}".encode())).save(site / "img" / image, quality=90)
+            rows.append({"term": term, "rank": rank, "image": image, "source_face": source, "gender": gender})
+    write_csv(site / "index.csv", rows, ["term", "rank", "image", "source_face", "gender"])
+    return pd.DataFrame(rows)
+
+
+def bing_page(results: list[dict], first: int) -> str:
+    """Result markup as Bing's /images/async returns it: one a.iusc per result, with its m= JSON."""
+    items = []
+    for offset, result in enumerate(results):
+        meta = {"murl": result["murl"], "purl": result["purl"], "turl": result["murl"], "t": result["title"]}
+        items.append(
+            f'<li data-idx="{first + offset}"><div class="iuscp isv"><div class="imgpt">'
+            f'<a class="iusc" m="{html.escape(json.dumps(meta))}" href="/images/search?view=detailV2">'
+            f'<div class="img_cont hoff"><img class="mimg" src="{html.escape(result["murl"])}" alt=""/></div>'
+            f"</a></div></div></li>"
+        )
+    return f'<ul class="dgControl_list">{"".join(items)}</ul>' if items else ""
+
+
+class _Handler(BaseHTTPRequestHandler):
+    site: Path
+    index: pd.DataFrame
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        url = urlsplit(self.path)
+        query = parse_qs(url.query)
+        if url.path == "/images/async":
+            self._results(query)
+        elif url.path.startswith("/img/"):
+            self._file(self.site / "img" / Path(url.path).name, "image/jpeg")
+        elif url.path.startswith("/page/"):
+            self._send(200, "text/html", b"<html><body>a page that shows an image</body></html>")
+        else:
+            self._send(404, "text/plain", b"not found")
+
+    def _results(self, query: dict[str, list[str]]) -> None:
+        term = query.get("q", [""])[0]
+        first = max(int(query.get("first", ["1"])[0]), 1)  # Bing's offsets count from 1
+        count = int(query.get("count", [str(_PAGE_SIZE_DEFAULT)])[0])
+        rows = self.index[self.index.term == term].sort_values("rank").iloc[first - 1:first - 1 + count]
+        base = f"http://{self.headers['Host']}"
+        results = [
+            {"murl": f"{base}/img/{quote(row.image)}", "purl": f"{base}/page/{quote(row.image)}.html", "title": term}
+            for row in rows.itertuples()
+        ]
+        self._send(200, "text/html; charset=utf-8", bing_page(results, first).encode())
+
+    def _file(self, path: Path, content_type: str) -> None:
+        if path.is_file():
+            self._send(200, content_type, path.read_bytes())
+        else:
+            self._send(404, "text/plain", b"not found")
+
+    def _send(self, status: int, content_type: str, body: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Stay quiet: the pipeline's own progress is what the user reads."""
+
+
+@contextmanager
+def serve_site(site: Path) -> Iterator[str]:
+    """Serve a site built by build_site on 127.0.0.1 (an ephemeral port); yield its base URL."""
+    index = pd.read_csv(site / "index.csv")
+    handler = type("SiteHandler", (_Handler,), {"site": site, "index": index})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def prepare_demo_site(out: Path, faces: Path) -> Path:
+    """Build the demo's site below out (once; a rerun reuses it) and return its folder."""
+    site = Path(out) / "demo_site"
+    if not (site / "index.csv").is_file():
+        build_site(faces, site, DEMO_SHARES)
+    return site

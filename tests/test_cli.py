@@ -1,0 +1,112 @@
+"""The CLI in process: help everywhere, and one-line errors with exit code 2 for bad input."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from gimg.cli import cli, main
+
+REPO = Path(__file__).resolve().parents[1]
+COMMANDS = sorted(cli.commands)
+
+
+@pytest.fixture
+def gimg(monkeypatch, capsys):
+    """Run `gimg ARGS...` through the real entry point; return (exit code, stdout, stderr)."""
+
+    def run(*args: str) -> tuple[int, str, str]:
+        monkeypatch.setattr(sys, "argv", ["gimg", *map(str, args)])
+        with pytest.raises(SystemExit) as exit_info:
+            main()
+        captured = capsys.readouterr()
+        return exit_info.value.code or 0, captured.out, captured.err
+
+    return run
+
+
+def test_every_command_has_help_with_an_example(gimg):
+    for command in COMMANDS:
+        code, out, _ = gimg(command, "--help")
+        assert code == 0
+        assert "Example: gimg" in out
+        for option in cli.commands[command].params:
+            if option.param_type_name == "option":
+                assert option.help, f"{command} {option.name} has no help"
+
+
+def test_every_command_is_documented_in_the_readme():
+    readme = (REPO / "README.md").read_text()
+    for command in COMMANDS:
+        assert f"gimg {command}" in readme
+
+
+def test_version(gimg):
+    code, out, _ = gimg("--version")
+    assert code == 0 and "gimg" in out
+
+
+def one_line_error(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+def test_missing_terms_file(gimg, tmp_path):
+    code, _, err = gimg("download", tmp_path / "nope.txt", "--out", tmp_path)
+    assert code == 2
+    assert "not found" in one_line_error(err)
+
+
+def test_empty_terms_file(gimg, tmp_path):
+    terms = tmp_path / "terms.txt"
+    terms.write_text("# only a comment\n\n   \n")
+    code, _, err = gimg("pipeline", terms, "--out", tmp_path)
+    assert code == 2
+    assert "no search terms" in one_line_error(err)
+
+
+def test_unknown_engine(gimg, tmp_path):
+    terms = tmp_path / "terms.txt"
+    terms.write_text("nurse\n")
+    code, _, err = gimg("download", terms, "--engine", "altavista", "--out", tmp_path)
+    assert code == 2
+    line = one_line_error(err)
+    assert "altavista" in line and "bing" in line
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["crop"], "gimg download"),
+        (["classify"], "gimg crop"),
+        (["analyze"], "gimg classify"),
+    ],
+)
+def test_stage_before_its_input_exists(gimg, tmp_path, args, expected):
+    code, _, err = gimg(*args, "--out", tmp_path)
+    assert code == 2
+    assert expected in one_line_error(err)
+
+
+def test_missing_census_file(gimg, tmp_path):
+    terms = tmp_path / "terms.txt"
+    terms.write_text("nurse\n")
+    code, _, err = gimg("pipeline", terms, "--out", tmp_path, "--census", tmp_path / "census.csv")
+    assert code == 2
+    assert "census" in one_line_error(err)
+    assert not (tmp_path / "Downloaded_images").exists(), "the census is checked before any download"
+
+
+@pytest.mark.skipif(
+    "CUDAExecutionProvider" in __import__("onnxruntime").get_available_providers(), reason="this machine has CUDA"
+)
+def test_gpu_without_a_gpu(gimg, tmp_path):
+    terms = tmp_path / "terms.txt"
+    terms.write_text("nurse\n")
+    code, _, err = gimg("pipeline", terms, "--out", tmp_path, "--census", REPO / "professions.csv", "--gpu")
+    assert code == 2
+    assert "--gpu" in one_line_error(err)
