@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Iterator
-from urllib.parse import parse_qs, quote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import pandas as pd
 from PIL import Image, ImageOps
@@ -97,7 +97,7 @@ class _Handler(BaseHTTPRequestHandler):
         if url.path == "/images/async":
             self._results(query)
         elif url.path.startswith("/img/"):
-            self._file(self.site / "img" / Path(url.path).name, "image/jpeg")
+            self._file(self.site / "img" / Path(unquote(url.path)).name, "image/jpeg")
         elif url.path.startswith("/page/"):
             self._send(200, "text/html", b"<html><body>a page that shows an image</body></html>")
         else:
