@@ -8,8 +8,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from gimg.analyze import run_analyze
-from test_analyze import write_census, write_tree
+from test_analyze import analyse
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "analysis.ipynb"
 
@@ -31,13 +30,14 @@ def test_notebook_is_stored_without_outputs():
     assert code and all(not cell.outputs and cell.execution_count is None for cell in code)
 
 
-@pytest.mark.parametrize("cutoff", [0.5, 0.6])
-def test_notebook_reproduces_the_analysis(tmp_path, monkeypatch, cutoff):
-    out = tmp_path / "out"
-    write_tree(out)
-    result = run_analyze(out, census=write_census(tmp_path / "census.csv"), cutoff=cutoff)
-    monkeypatch.setenv("GIMG_OUT", str(out))
-    monkeypatch.setenv("GIMG_CUTOFF", str(cutoff))
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"cutoff": 0.6, "face_policy": "all"}, {"face_policy": "single", "min_face": 15},
+     {"model": "caffe:levi-hassner", "evaluation": None}],
+)
+def test_notebook_reproduces_the_analysis(tmp_path, monkeypatch, options):
+    result = analyse(tmp_path, **options)
+    monkeypatch.setenv("GIMG_OUT", str(tmp_path / "out"))
 
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     client = NotebookClient(
@@ -48,5 +48,6 @@ def test_notebook_reproduces_the_analysis(tmp_path, monkeypatch, cutoff):
     printed = _outputs(notebook)
     assert f"Pearson r = {result.pearson_r:.3f}" in printed
     assert f"Spearman rho = {result.spearman_rho:.3f}" in printed
+    assert f"mean difference (search - census) = {result.mean_difference:.3f}" in printed
     outputs = [output for cell in notebook.cells for output in cell.get("outputs", [])]
     assert sum("image/png" in output.get("data", {}) for output in outputs) == 1

@@ -74,6 +74,20 @@ analyze_options = _compose(
     click.option("--cutoff", type=click.FloatRange(0, 1), default=0.5, show_default=True,
                  help="A face counts as a woman when p_female is at least this."),
 )
+statistics_options = _compose(
+    click.option("--evaluation", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                 help="evaluation.json (from `gimg evaluate`) whose sensitivity and specificity correct the "
+                      "shares. Default: the evaluation shipped for the model named in Datasets/."),
+    click.option("--policy", type=click.Choice(["biggest", "all", "single"]), default="biggest", show_default=True,
+                 help="Faces counted per image: the biggest (the original), all, or only images with exactly one."),
+    click.option("--min-box", type=click.IntRange(min=0), default=0, show_default=True,
+                 help="Ignore faces whose box side is under this many pixels."),
+    click.option("--min-faces", type=click.IntRange(min=1), default=20, show_default=True,
+                 help="Terms with fewer counted faces are flagged and left out of the census comparison."),
+    click.option("--resamples", type=click.IntRange(min=100), default=2000, show_default=True,
+                 help="Bootstrap replicates for the 95% intervals."),
+    click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap."),
+)
 terms_argument = click.argument("terms", type=click.Path(dir_okay=False, path_type=Path))
 
 
@@ -153,18 +167,26 @@ def classify(out: Path, model: str, gpu: bool, workers: int | None) -> None:
 @cli.command()
 @out_option
 @analyze_options
-def analyze(out: Path, census: Path, cutoff: float) -> None:
-    """Share of women per term, compared with the census: summary, scatter plot and report.
+@statistics_options
+def analyze(out: Path, census: Path, cutoff: float, evaluation: Path | None, policy: str, min_box: int,
+            min_faces: int, resamples: int, seed: int) -> None:
+    """Share of women per term, corrected for the classifier's errors, with 95% intervals, against the census.
 
-    Example: gimg analyze --out study1 --census professions.csv --cutoff 0.5
+    Example: gimg analyze --out study1 --census professions.csv --policy single --min-faces 30
     """
     from .analyze import run_analyze
 
-    show_analysis(run_analyze(out, census=census, cutoff=cutoff))
+    show_analysis(run_analyze(out, census=census, cutoff=cutoff, evaluation=evaluation, face_policy=policy,
+                              min_face=min_box, min_faces=min_faces, resamples=resamples, seed=seed))
 
 
 def show_analysis(result) -> None:
-    click.echo(f"analyze: {result.n_terms} terms; Pearson r = {result.pearson_r:.3f} (p = {result.pearson_p:.3g})")
+    """The headline numbers, any caveats, and where the report is."""
+    low, high = result.pearson_ci
+    click.echo(f"analyze: {result.n_terms} terms compared with the census; Pearson r = {result.pearson_r:.3f} "
+               f"(95% CI {low:.3f} to {high:.3f}); mean difference search - census = {result.mean_difference:+.3f}")
+    for note in result.notes:
+        click.echo(f"analyze: note: {note}")
     click.echo(f"report: {result.report_html.resolve()}")
 
 

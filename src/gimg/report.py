@@ -1,4 +1,4 @@
-"""The analysis report: one self-contained HTML file (inline CSS, the scatter plot embedded as a data URI)."""
+"""The analysis report: one self-contained HTML file (inline CSS; the scatter plot and face strips as data URIs)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,10 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from .figures import thumbnail
 from .layout import atomic_path
+
+STRIP_FACES = 30
 
 if TYPE_CHECKING:
     from .analyze import AnalysisResult
@@ -27,6 +30,9 @@ th, td { border-bottom: 1px solid #eee; padding: .25rem .5rem; text-align: right
 th:first-child, td:first-child { text-align: left; }
 td.under { color: #b03030; } td.over { color: #2060b0; }
 img { max-width: 100%; height: auto; }
+.strip img { height: 64px; width: auto; margin: 1px; border: 3px solid #4a7fc0; }
+.strip img.woman { border-color: #e08a00; }
+h3 { font-size: 1rem; margin: 1rem 0 .3rem; }
 footer { margin-top: 2rem; color: #777; font-size: .8rem; }
 """
 
@@ -43,55 +49,131 @@ def _p_value(value: float) -> str:
     return f"{value:.1e}" if value < 0.001 else f"{value:.3f}"
 
 
+def _interval(pair: tuple[float, float], digits: int = 2) -> str:
+    """A confidence interval for a person: [low, high]."""
+    return "" if any(math.isnan(value) for value in pair) else f" [{pair[0]:.{digits}f}, {pair[1]:.{digits}f}]"
+
+
 def _cards(result: AnalysisResult) -> str:
     """The headline numbers as a row of cards."""
     summary = result.summary
-    both = summary.dropna(subset=["share_women", "census_share_women"])
+    rates = "none"
+    if result.evaluation is not None:
+        rates = f"{result.evaluation.sensitivity:.3f} / {result.evaluation.specificity:.3f}"
     cards = [
         ("terms analysed", str(len(summary))),
-        ("terms with a census share", str(len(summary) - len(result.without_census))),
+        ("terms compared with the census", str(result.n_terms)),
         ("images", str(int(summary["images"].sum()))),
-        ("images with a face", str(int(summary["images_with_face"].sum()))),
-        ("Pearson r", f"{_number(result.pearson_r, 2)} <small>(p = {_p_value(result.pearson_p)})</small>"),
-        ("Spearman ρ", f"{_number(result.spearman_rho, 2)} <small>(p = {_p_value(result.spearman_p)})</small>"),
-        ("mean share of women: search", _number(both["share_women"].mean() if len(both) else math.nan, 2)),
-        ("mean share of women: census", _number(both["census_share_women"].mean() if len(both) else math.nan, 2)),
+        ("faces counted", str(int(summary["faces"].sum()))),
+        ("Pearson r", f"{_number(result.pearson_r, 2)}<small>{_interval(result.pearson_ci)} "
+                      f"(p = {_p_value(result.pearson_p)})</small>"),
+        ("Spearman ρ", f"{_number(result.spearman_rho, 2)}<small>{_interval(result.spearman_ci)} "
+                       f"(p = {_p_value(result.spearman_p)})</small>"),
+        ("mean difference, search − census",
+         f"{_number(result.mean_difference, 3)}<small>{_interval(result.mean_difference_ci, 3)}</small>"),
+        ("sensitivity / specificity (female)", rates),
     ]
     return "".join(f'<div class="card">{escape(label)}<b>{value}</b></div>' for label, value in cards)
 
 
+_POLICY_WORDS = {
+    "biggest": "In each image it kept only the <b>biggest face</b> (largest box area), so that clients, patients or "
+               "bystanders count less than the person the picture is about (the rule of the original study).",
+    "all": "It counted <b>all faces</b> of each image.",
+    "single": "It kept only images with <b>exactly one face</b>, as Kay, Matuszek and Munson (2015) did.",
+}
+
+
+def _evaluation_words(result: AnalysisResult) -> str:
+    """The error rates used for the correction and where they come from."""
+    evaluation = result.evaluation
+    if evaluation is None:
+        return ("<p><b>No correction:</b> no evaluation of this classifier was available, so the corrected shares "
+                "equal the raw shares and their intervals carry only the sampling of images.</p>")
+    return (
+        f"<p>The classifier's errors were measured on <b>{escape(evaluation.dataset)}</b> ({evaluation.n} labelled "
+        f"faces; model {escape(evaluation.model)}, {escape(evaluation.model_version)}; cutoff {evaluation.cutoff:g}): "
+        f"of {evaluation.tp + evaluation.fn} women it called {evaluation.tp} women (sensitivity "
+        f"{evaluation.sensitivity:.3f}); of {evaluation.tn + evaluation.fp} men it called {evaluation.tn} men "
+        f"(specificity {evaluation.specificity:.3f}). Source: {escape(result.evaluation_source)}. "
+        f"Procedure: {escape(evaluation.provenance)}</p>"
+        "<p>A classifier that errs turns a true share <i>p</i> into an observed share of <i>p</i>·sensitivity "
+        "+ (1 − <i>p</i>)·(1 − specificity): it pulls every share towards the middle. The <b>corrected share</b> "
+        "undoes this (Rogan and Gladen, 1978): (raw share + specificity − 1) / (sensitivity + specificity − 1). "
+        "When the result falls outside [0, 1] it is clipped to the nearest bound, and the table marks it with *.</p>"
+    )
+
+
 def _method(result: AnalysisResult) -> str:
-    """The method in plain words."""
+    """The method in plain words: policy, cutoff, model, correction, bootstrap, comparison."""
+    policy = result.policy
     models = ", ".join(result.models) or "unknown"
+    size = ""
+    if policy.min_face:
+        size = f"Faces whose detected box has a side under <b>{policy.min_face} px</b> were ignored. "
     return (
         "<p>For each search term, gimg counted the images it downloaded (status <code>downloaded</code> in the "
-        "term's <code>manifest.csv</code>). In each image with at least one detected face it kept only the "
-        "<b>biggest face</b> (largest box area), so that clients, patients or bystanders count less than the person "
-        "the picture is about. That face counts as a woman when the classifier's probability of female "
-        f"(<code>p_female</code> in <code>Datasets/&lt;term&gt;.csv</code>, classifier: <b>{escape(models)}</b>) "
-        f"is at least <b>{result.cutoff:g}</b>. A term's share of women is the number of women divided by the "
-        "number of images with a face. The census share is <code>bls_share_women</code> for the same term in "
-        f"<code>{escape(result.census.name)}</code>. Pearson's r and Spearman's ρ are computed over the "
-        f"{result.n_terms} terms that have both shares.</p>"
+        f"term's <code>manifest.csv</code>). {size}{_POLICY_WORDS[policy.faces]} A counted face is a woman when "
+        f"the classifier's probability of female (<code>p_female</code>, classifier <b>{escape(models)}</b>) is at "
+        f"least <b>{policy.cutoff:g}</b>. A term's <b>raw share</b> is the number of women divided by the number "
+        "of counted faces.</p>"
+        + _evaluation_words(result)
+        + f"<p><b>95% intervals</b> come from {result.resamples} bootstrap replicates (seed {result.seed}). Each "
+        "replicate resamples a term's images with replacement and, at the same time, draws the sensitivity and "
+        "specificity from their Beta posteriors given the evaluation's counts (uniform prior), one draw shared by "
+        "all terms; the interval is the 2.5th to 97.5th percentile. So the intervals carry both the sampling of "
+        "images and the uncertainty of the error rates. A term whose counted faces are all called women (or all men) "
+        "gets no spread from resampling its images, so its interval shows only the error rates' uncertainty: read it "
+        "with its number of faces.</p>"
+        f"<p>The census share is <code>bls_share_women</code> for the same term in "
+        f"<code>{escape(result.census.name)}</code>. Terms with fewer than <b>{policy.min_faces} counted faces</b> "
+        f"are flagged and left out of the comparison. Over the {result.n_terms} remaining terms with a census share, "
+        "gimg reports Pearson's r and Spearman's ρ of corrected search shares with census shares, and the <b>mean "
+        "signed difference</b> (search − census; Kay et al. 2015's measure of exaggeration: negative when search "
+        "shows fewer women than work in the occupation). Their intervals resample the terms and, within each "
+        "replicate, use that replicate's corrected shares.</p>"
     )
 
 
 def _table(summary: pd.DataFrame) -> str:
-    """The per-term table, sorted by difference (search minus census), most under-represented first."""
-    ordered = summary.sort_values("difference", na_position="last", kind="stable")
+    """The per-term table, sorted by corrected difference (search minus census), most under-represented first."""
+    ordered = summary.sort_values("corrected_difference", na_position="last", kind="stable")
     header = (
-        "<tr><th>term</th><th>images</th><th>images with a face</th><th>women</th>"
-        "<th>share of women (search)</th><th>share of women (census)</th><th>difference</th></tr>"
+        "<tr><th>term</th><th>images</th><th>faces</th><th>women</th><th>raw share [95% CI]</th>"
+        "<th>corrected share [95% CI]</th><th>census share</th><th>difference</th><th>flag</th></tr>"
     )
     rows = []
     for row in ordered.itertuples():
-        tone = "" if math.isnan(row.difference) else ' class="under"' if row.difference < 0 else ' class="over"'
+        difference = row.corrected_difference
+        tone = "" if math.isnan(difference) else ' class="under"' if difference < 0 else ' class="over"'
+        clipped = "*" if row.clipped else ""
+        flag = "too few faces" if row.too_few_faces else ""
         rows.append(
-            f"<tr><td>{escape(row.term)}</td><td>{row.images}</td><td>{row.images_with_face}</td>"
-            f"<td>{row.women}</td><td>{_number(row.share_women)}</td><td>{_number(row.census_share_women)}</td>"
-            f"<td{tone}>{_number(row.difference)}</td></tr>"
+            f"<tr><td>{escape(row.term)}</td><td>{row.images}</td><td>{row.faces}</td><td>{row.women}</td>"
+            f"<td>{_number(row.share_women)}{_interval((row.share_low, row.share_high))}</td>"
+            f"<td>{_number(row.corrected_share)}{clipped}{_interval((row.corrected_low, row.corrected_high))}</td>"
+            f"<td>{_number(row.census_share_women)}</td><td{tone}>{_number(difference)}</td><td>{flag}</td></tr>"
         )
     return f"<table>{header}{''.join(rows)}</table>"
+
+
+def _strips(result: AnalysisResult) -> str:
+    """For each term, its counted faces as embedded thumbnails ordered by p_female (women framed in orange)."""
+    ordered = result.summary.sort_values("corrected_difference", na_position="last", kind="stable")
+    sections = []
+    for term, counted in zip(ordered["term"], ordered["faces"]):
+        faces = result.strips.get(term, [])
+        images = []
+        for path, p_female in faces:
+            data = thumbnail(path)
+            if data is not None:
+                tone = "woman" if p_female >= result.policy.cutoff else "man"
+                images.append(f'<img class="{tone}" title="p_female {p_female:.2f}" alt="face, p_female '
+                              f'{p_female:.2f}" src="data:image/jpeg;base64,{data}">')
+        body = "".join(images) if images else "<span>no face crops to show</span>"
+        heading = f"{escape(term)} <small>({len(images)} of {counted} counted faces)</small>"
+        sections.append(f'<div class="strip"><h3>{heading}</h3>{body}</div>')
+    return "".join(sections)
 
 
 def _term_list(terms: list[str], empty: str) -> str:
@@ -100,11 +182,12 @@ def _term_list(terms: list[str], empty: str) -> str:
 
 
 def render_report(result: AnalysisResult, png: bytes, generated: datetime) -> str:
-    """The report's HTML text: headline, method, scatter, per-term table, terms without census, provenance."""
+    """The report's HTML text: headline, method, scatter, per-term table, face strips, provenance."""
     from . import __version__
 
     image = base64.b64encode(png).decode("ascii")
-    note = f'<p class="note">{escape(result.correlation_note)}</p>' if result.correlation_note else ""
+    notes = [note for note in (result.correlation_note, *result.notes) if note]
+    note = "".join(f'<p class="note">{escape(text)}</p>' for text in notes)
     pending = ""
     if result.not_classified:
         pending = "<h2>Terms not classified yet</h2>" + _term_list(result.not_classified, "")
@@ -122,12 +205,16 @@ def render_report(result: AnalysisResult, png: bytes, generated: datetime) -> st
 <h2>Method</h2>
 {_method(result)}
 <h2>Search vs census</h2>
-<img alt="Scatter plot of the share of women per term: census (x) against search results (y)"
+<img alt="Scatter plot of the share of women per term: census (x) against corrected search share (y)"
  src="data:image/png;base64,{image}">
 <h2>Per term</h2>
-<p>Sorted by difference (search share minus census share): terms where search results show fewer women
-than the census come first.</p>
+<p>Sorted by difference (corrected search share minus census share): terms where search results show fewer women
+than the census come first. * marks a corrected share clipped to [0, 1].</p>
 {_table(result.summary)}
+<h2>The faces of each term</h2>
+<p>Up to {STRIP_FACES} counted faces per term, spread over the term's faces ordered by p_female (left: most male,
+right: most female); a face framed in orange counts as a woman. Hover a face to see its p_female.</p>
+{_strips(result)}
 <h2>Terms without a census share</h2>
 {_term_list(result.without_census, "None: every term has a census share.")}
 {pending}
