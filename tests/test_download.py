@@ -15,8 +15,8 @@ from localhttp import reply, serve
 from PIL import Image
 
 from gimg import download
-from gimg.download import COLUMNS, Fetcher, fetch_one, validate_image
-from gimg.engines import SearchResult
+from gimg.download import COLUMNS
+from gimg.validate import validate_image
 from gimg.errors import GimgError
 from gimg.layout import Layout
 
@@ -101,7 +101,8 @@ def test_download_keeps_good_images_and_records_every_result(server, files, tmp_
     assert [(o.term, o.status) for o in outcomes] == [("nurse", "done")]
     assert (
         outcomes[0].detail
-        == "4 downloaded, 1 duplicate, 3 rejected, 2 failed; 10 of 30 requested: the engine gave no more"
+        == "4 downloaded, 1 duplicate, 3 rejected, 2 failed; 1 near-duplicate pairs in near_duplicates.csv; "
+        "10 of 30 requested: the engine gave no more"
     )
     folder = Layout(tmp_path).downloaded("nurse")
     rows = _manifest(folder / "manifest.csv")
@@ -128,6 +129,12 @@ def test_download_keeps_good_images_and_records_every_result(server, files, tmp_
     for name, body in quarantined.items():
         assert name.startswith("_quarantine/") and (folder / name).read_bytes() == body
     assert Layout(tmp_path).known_terms() == ["nurse"]
+    with (folder / "near_duplicates.csv").open(newline="") as handle:
+        near = [(row["file"][:4], row["near"][:4]) for row in csv.DictReader(handle)]
+    assert near == [("0004", "0001")], "the CMYK copy of face0 is a near duplicate of face0"
+    assert sorted(path.name for path in folder.iterdir()) == sorted(
+        ["_quarantine", "manifest.csv", "near_duplicates.csv", *kept]
+    ), "no journal, search list or temporary file is left once the manifest is written"
 
 
 def test_rerun_skips_and_resume_reuses_kept_files(server, tmp_path):
@@ -183,14 +190,6 @@ def test_bad_options_raise_before_any_work(tmp_path, options, message):
     assert not (tmp_path / "out").exists()
 
 
-def test_oversized_body_is_rejected_without_keeping_it(server, tmp_path):
-    result = SearchResult(1, f"{server.url}/img/face0.jpg", "", "bing")
-    with Fetcher(max_bytes=1000) as fetcher:
-        record = fetch_one(result, tmp_path, fetcher)
-    assert (record.status, record.error, record.file) == ("rejected", "too large: over 0 MB (not kept)", "")
-    assert list(tmp_path.iterdir()) == []
-
-
 def _gif() -> bytes:
     frames = [Image.new("P", (40, 40), 0), Image.new("P", (40, 40), 1)]
     for frame in frames:
@@ -239,14 +238,15 @@ def test_validate_image_converts_to_upright_rgb(data, size, corner):
         (b"", "not an image: empty body"),
         (b"GIF89a" + b"\x00" * 20, "undecodable gif"),
         (b"\x00\x01garbage", "not an image: unknown format"),
-        (b'<?xml version="1.0"?><svg/>', "not an image: the server sent HTML/XML"),
+        (b'<?xml version="1.0"?><svg/>', "svg: not a raster image"),
+        (b"\xef\xbb\xbf  <svg xmlns='http://www.w3.org/2000/svg'/>", "svg: not a raster image"),
+        (b"<?xml version='1.0'?><rss/>", "not an image: the server sent HTML/XML"),
     ],
 )
 def test_validate_image_gives_reasons(data, reason):
     assert validate_image(data).startswith(reason)
 
 
-@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
-def test_validate_image_refuses_decompression_bombs(monkeypatch):
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
-    assert validate_image(_encode(Image.new("RGB", (40, 40)), "PNG")) == "decompression bomb: 40x40 is over 1000 pixels"
+def test_validate_image_refuses_decompression_bombs():
+    image = _encode(Image.new("RGB", (40, 40)), "PNG")
+    assert validate_image(image, max_pixels=1000) == "decompression bomb: 40x40 is over 1000 pixels"

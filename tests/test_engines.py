@@ -187,3 +187,46 @@ def test_urls_engine_rejects_bad_files(tmp_path, content, message):
 def test_urls_engine_needs_a_file():
     with pytest.raises(GimgError, match="--engine urls needs --urls CSV"):
         make_engine("urls")
+
+
+@pytest.mark.parametrize(
+    "engine, answer",
+    [
+        ("bing", '<div id="b_content"><ol><li class="b_no"><h1>There are no results for <strong>xq</strong></h1>'),
+        ("duckduckgo", json.dumps({"results": [], "query": "xq"})),
+    ],
+)
+def test_zero_results_is_not_markup_changed(engine, answer):
+    def route(path, query):
+        return reply("<script>vqd='4-42'</script>") if path == "/" else reply(answer)
+
+    with serve(route) as server:
+        assert make_engine(engine, base_url=server.url).search("xq", 10) == []
+
+
+@pytest.mark.parametrize("engine", ["bing", "duckduckgo"])
+def test_engine_pages_are_retried_after_5xx_and_429(engine):
+    answers = {"count": 0}
+
+    def route(path, query):
+        if path == "/":
+            return reply("<script>vqd='4-42'</script>")
+        answers["count"] += 1
+        if answers["count"] == 1:
+            return reply("busy", status=503)
+        if answers["count"] == 2:
+            return reply("slow down", status=429, Retry_After="0")
+        if engine == "bing":
+            return reply(_bing_page(1, 4) if query["first"] == "1" else "")
+        return reply(json.dumps({"results": [{"image": f"http://img.test/{n}.jpg", "url": ""} for n in range(3)]}))
+
+    with serve(route) as server:
+        results = make_engine(engine, base_url=server.url).search("nurse", 3)
+    assert len(results) == 3
+
+
+def test_long_retry_after_on_a_search_page_fails_the_term_in_one_line():
+    with serve(lambda path, query: reply("slow down", status=429, Retry_After="3600")) as server:
+        with pytest.raises(EngineError, match=r"^bing: rate limited \(HTTP 429, Retry-After 3600 s\) for 'nurse'"):
+            make_engine("bing", base_url=server.url).search("nurse", 10)
+    assert len(server.log) == 1

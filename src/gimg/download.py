@@ -1,53 +1,47 @@
-"""Download stage: search each term, fetch and validate every result, keep RGB JPEGs, write the manifest last."""
+"""Download stage: search each term, fetch and validate every result, journal each one, write the manifest last."""
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import io
+import json
+import os
+import queue
+import re
 import threading
 import time
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor, as_completed
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import urlsplit
 
-import requests
-from PIL import Image, ImageOps
+import numpy as np
+from PIL import Image
 from tqdm import tqdm
 
 from .engines import Engine, SearchResult, make_engine
-from .engines.base import USER_AGENT
 from .errors import EngineError, GimgError
+from .fetch import FetchError, Fetcher, FetchOptions, HostQueue, host_of
 from .layout import QUARANTINE, Layout, atomic_path, write_csv
 from .outcome import TermOutcome
 from .parallel import default_workers
+from .validate import MAX_PIXELS, MIN_SIDE, keep_image, perceptual_hash, sniff
 
 COLUMNS = ["rank", "url", "source_page", "engine", "time", "sha256", "status", "error", "file"]
-MAX_BYTES = 50 * 2**20
-MAX_SECONDS = 120
-TIMEOUT = (10, 30)
-MIN_SIDE = 32
-JPEG_QUALITY = 95
-THREADS = 16
-PER_HOST = 4
-_CHUNK = 64 * 1024
-_MAGIC = (
-    (b"\xff\xd8\xff", "jpg"),
-    (b"\x89PNG\r\n\x1a\n", "png"),
-    (b"GIF87a", "gif"),
-    (b"GIF89a", "gif"),
-    (b"BM", "bmp"),
-    (b"II*\x00", "tif"),
-    (b"MM\x00*", "tif"),
-)
+STATUSES = ("downloaded", "duplicate", "rejected", "failed")
+JOURNAL = "_journal.csv"  # one row per finished result, appended as they finish: the resume point after a kill
+SEARCH = "_search.json"  # the engine's result list, so a resumed term fetches the same results
+NEAR_DUPLICATES = "near_duplicates.csv"
+NEAR_COLUMNS = ["file", "near", "distance"]
+NEAR_BITS = 6  # phash Hamming distance at or below which two kept images are reported as near duplicates
+_KEPT_NAME = re.compile(r"\d{4,}_[0-9a-f]{8}\.jpg")
 
 
 @dataclass
 class Record:
-    """One manifest row: what happened to one search result."""
+    """One manifest row (what happened to one search result), plus the perceptual hash of a kept image."""
 
     rank: int
     url: str
@@ -58,66 +52,14 @@ class Record:
     status: str = "failed"
     error: str = ""
     file: str = ""
+    phash: str = ""
+
+    @property
+    def key(self) -> tuple[int, str]:
+        return self.rank, self.url
 
 
-class FetchError(Exception):
-    """A result could not be fetched (network, HTTP status, size); the message is the manifest's reason."""
-
-    def __init__(self, reason: str, *, status: str = "failed") -> None:
-        super().__init__(reason)
-        self.status = status
-
-
-def sniff(data: bytes) -> str | None:
-    """The file extension of an image format recognised by its first bytes, or None."""
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "webp"
-    return next((extension for magic, extension in _MAGIC if data.startswith(magic)), None)
-
-
-def validate_image(data: bytes) -> Image.Image | str:
-    """The RGB image (EXIF-rotated, first frame) that data holds, or the reason it is rejected."""
-    kind = sniff(data)
-    if kind is None:
-        head = data[:64].lstrip().lower()
-        if head.startswith((b"<!doctype", b"<html", b"<?xml", b"<")):
-            return "not an image: the server sent HTML/XML"
-        return f"not an image: unknown format starting {data[:8]!r}" if data else "not an image: empty body"
-    try:
-        with Image.open(io.BytesIO(data)) as opened:
-            width, height = opened.size
-            limit = Image.MAX_IMAGE_PIXELS
-            if limit and width * height > limit:
-                return f"decompression bomb: {width}x{height} is over {limit} pixels"
-            if min(width, height) < MIN_SIDE:
-                return f"too small: {width}x{height} (minimum {MIN_SIDE}x{MIN_SIDE})"
-            return to_rgb(ImageOps.exif_transpose(opened))
-    except Image.DecompressionBombError as error:
-        return f"decompression bomb: {error}"
-    except Exception as error:  # Pillow raises OSError, SyntaxError, ValueError, struct.error... on bad data
-        return f"undecodable {kind}: {error}"
-
-
-def to_rgb(image: Image.Image) -> Image.Image:
-    """An RGB copy: transparency on white, 16-bit and float grey scaled to 8 bits, CMYK/palette converted."""
-    if image.mode.startswith("I") or image.mode == "F":
-        grey = image.convert("I") if image.mode != "F" else image
-        if image.mode.startswith("I;16") or grey.getextrema()[1] > 255:
-            grey = grey.point(lambda value: value / 256)
-        return grey.convert("L").convert("RGB")
-    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
-        rgba = image.convert("RGBA")
-        background = Image.new("RGB", rgba.size, (255, 255, 255))
-        background.paste(rgba, mask=rgba.getchannel("A"))
-        return background
-    return image.convert("RGB")
-
-
-def encode_jpeg(image: Image.Image) -> bytes:
-    """image as a JPEG of quality 95."""
-    buffer = io.BytesIO()
-    image.save(buffer, "JPEG", quality=JPEG_QUALITY)
-    return buffer.getvalue()
+JOURNAL_COLUMNS = [item.name for item in fields(Record)]
 
 
 def image_stem(result: SearchResult) -> str:
@@ -125,139 +67,170 @@ def image_stem(result: SearchResult) -> str:
     return f"{result.rank:04d}_{hashlib.sha1(result.url.encode('utf-8')).hexdigest()[:8]}"
 
 
-class Fetcher:
-    """Fetches URLs over per-thread HTTP sessions, with at most PER_HOST requests to one host at a time."""
+@dataclass
+class _Task:
+    """One result on its way through the download threads."""
 
-    def __init__(self, max_bytes: int = MAX_BYTES) -> None:
-        self.max_bytes = max_bytes
-        self._local = threading.local()
-        self._lock = threading.Lock()
-        self._hosts: dict[str, threading.BoundedSemaphore] = {}
-        self._sessions: list[requests.Session] = []
+    result: SearchResult
+    folder: Path
+    deliver: Callable[[Record], None]
+    record: Record
+    attempt: int = 1
 
-    def __enter__(self) -> Fetcher:
+
+@dataclass
+class Downloader:
+    """The download threads shared by all terms: host-aware scheduling, retries, validation, atomic writes."""
+
+    fetch: FetchOptions = field(default_factory=FetchOptions)
+    max_pixels: int = MAX_PIXELS
+    min_side: int = MIN_SIDE
+
+    def __enter__(self) -> Downloader:
+        self._fetcher = Fetcher(self.fetch)
+        self._queue: HostQueue[_Task] = HostQueue(self.fetch.per_host)
+        # Decoding is CPU and memory: a few at a time is all two cores can use, and it bounds peak memory.
+        self._decoding = threading.BoundedSemaphore(2 * default_workers())
+        self._threads = [threading.Thread(target=self._work, daemon=True) for _ in range(self.fetch.connections)]
+        for thread in self._threads:
+            thread.start()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        for session in self._sessions:
-            session.close()
+        self._queue.close()
+        for thread in self._threads:
+            thread.join()
+        self._fetcher.__exit__()
 
-    def get(self, url: str) -> bytes:
-        """The body at url; raises FetchError with a short reason."""
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise FetchError("not an http(s) URL")
-        with self._slot(parts.hostname):
+    def download(self, results: list[SearchResult], folder: Path) -> Iterator[list[Record]]:
+        """Fetch every result into folder; yields the records finished since the last yield (at least one)."""
+        finished: queue.Queue[Record] = queue.Queue()
+        for result in results:
+            record = Record(result.rank, result.url, result.source_page, result.engine)
+            host = host_of(result.url)
+            if host is None:
+                record.time, record.error = _now(), "not an http(s) URL"
+                finished.put(record)
+            else:
+                self._queue.put(host, _Task(result, folder, finished.put, record))
+        waiting = len(results)
+        while waiting:
+            batch = [finished.get()]
+            while len(batch) < waiting and not finished.empty():
+                batch.append(finished.get())
+            waiting -= len(batch)
+            yield batch
+
+    def _work(self) -> None:
+        attempts = self.fetch.attempts
+        while (item := self._queue.take()) is not None:
+            host, task = item
+            task.record.time = task.record.time or _now()
             try:
-                with self._session().get(url, stream=True, timeout=TIMEOUT) as response:
-                    if response.status_code >= 400:
-                        raise FetchError(f"HTTP {response.status_code}")
-                    length = response.headers.get("Content-Length", "")
-                    if length.isdigit() and int(length) > self.max_bytes:
-                        raise self._too_large()
-                    return self._read(response)
-            except requests.RequestException as error:
-                raise FetchError(f"{type(error).__name__}: {_short(error)}") from None
+                data = self._fetcher.get(task.result.url)
+            except FetchError as error:
+                self._queue.done(host, pause=error.retry_after or 0.0)
+                if error.retry_after is not None and task.attempt < attempts:
+                    wait = self._fetcher.backoff(task.attempt, error.retry_after)
+                    task.attempt += 1
+                    self._queue.put(host, task, time.monotonic() + wait)
+                    continue
+                tries = f" (after {task.attempt} attempts)" if task.attempt > 1 else ""
+                task.deliver(replace(task.record, status=error.status, error=f"{error}{tries}"))
+                continue
+            except Exception as error:  # a worker must never die: the result is failed, the others go on
+                self._queue.done(host)
+                task.deliver(replace(task.record, status="failed", error=_reason(error)))
+                continue
+            self._queue.done(host)
+            task.deliver(self._keep(task, data))
 
-    def _read(self, response: requests.Response) -> bytes:
-        chunks, size, deadline = [], 0, time.monotonic() + MAX_SECONDS
-        for chunk in response.iter_content(_CHUNK):
-            size += len(chunk)
-            if size > self.max_bytes:
-                raise self._too_large()
-            if time.monotonic() > deadline:
-                raise FetchError(f"download took longer than {MAX_SECONDS} s")
-            chunks.append(chunk)
-        return b"".join(chunks)
-
-    def _too_large(self) -> FetchError:
-        return FetchError(f"too large: over {self.max_bytes // 2**20} MB (not kept)", status="rejected")
-
-    def _session(self) -> requests.Session:
-        session = getattr(self._local, "session", None)
-        if session is None:
-            session = requests.Session()
-            session.headers.update({"User-Agent": USER_AGENT, "Accept": "image/*,*/*;q=0.8"})
-            self._local.session = session
-            with self._lock:
-                self._sessions.append(session)
-        return session
-
-    @contextmanager
-    def _slot(self, host: str) -> Iterator[None]:
-        with self._lock:
-            semaphore = self._hosts.setdefault(host, threading.BoundedSemaphore(PER_HOST))
-        with semaphore:
-            yield
+    def _keep(self, task: _Task, data: bytes) -> Record:
+        """Validate data and write it: the JPEG under its stem, or the raw bytes into quarantine."""
+        record, stem = task.record, image_stem(task.result)
+        try:
+            with self._decoding:
+                kept = keep_image(data, max_pixels=self.max_pixels, min_side=self.min_side)
+            if isinstance(kept, str):
+                name = f"{QUARANTINE}/{stem}.{sniff(data) or 'bin'}"
+                _write(task.folder / name, data)
+                sha256 = hashlib.sha256(data).hexdigest()
+                return replace(record, status="rejected", error=kept, file=name, sha256=sha256)
+            _write(task.folder / f"{stem}.jpg", kept.jpeg)
+            return replace(record, status="downloaded", file=f"{stem}.jpg", sha256=kept.sha256, phash=kept.phash)
+        except Exception as error:  # e.g. a full disk: this result is failed, the others go on
+            return replace(record, status="failed", error=_reason(error))
 
 
-def fetch_one(result: SearchResult, folder: Path, fetcher: Fetcher) -> Record:
-    """Fetch, validate and keep one result under folder; never raises: failures are the record's status."""
-    record = Record(result.rank, result.url, result.source_page, result.engine)
-    stem = image_stem(result)
-    target = folder / f"{stem}.jpg"
-    try:
-        if target.exists():
-            fetched = datetime.fromtimestamp(target.stat().st_mtime, UTC)
-            return _kept(record, target, target.read_bytes(), fetched)
-        record.time = _now()
-        data = fetcher.get(result.url)
-        image = validate_image(data)
-        if isinstance(image, str):
-            name = f"{stem}.{sniff(data) or 'bin'}"
-            _write(folder / QUARANTINE / name, data)
-            record.sha256 = hashlib.sha256(data).hexdigest()
-            record.status, record.error, record.file = "rejected", image, f"{QUARANTINE}/{name}"
-            return record
-        jpeg = encode_jpeg(image)
-        _write(target, jpeg)
-        return _kept(record, target, jpeg, None)
-    except FetchError as error:
-        record.status, record.error = error.status, str(error)
-    except Exception as error:  # one bad result must not stop its term: the reason goes into the manifest
-        record.status, record.error = "failed", f"{type(error).__name__}: {_short(error)}"
-    return record
+class Journal:
+    """The term's append-only record of finished results; each batch is flushed and fsynced before going on."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        fresh = not path.exists() or path.stat().st_size == 0
+        self._handle = path.open("a", newline="", encoding="utf-8")
+        self._writer = csv.DictWriter(self._handle, fieldnames=JOURNAL_COLUMNS, lineterminator="\n")
+        if fresh:
+            self._writer.writeheader()
+
+    def append(self, records: list[Record]) -> None:
+        self._writer.writerows(_one_line(asdict(record)) for record in records)
+        self._handle.flush()
+        os.fsync(self._handle.fileno())
+
+    def close(self) -> None:
+        self._handle.close()
 
 
-def _kept(record: Record, target: Path, jpeg: bytes, fetched: datetime | None) -> Record:
-    if fetched is not None:
-        record.time = fetched.isoformat(timespec="seconds")
-    record.sha256 = hashlib.sha256(jpeg).hexdigest()
-    record.status, record.file = "downloaded", target.name
-    return record
-
-
-def mark_duplicates(records: list[Record], folder: Path) -> None:
-    """In rank order, keep the first file of each sha256; later copies become `duplicate` and their file goes."""
-    first: dict[str, str] = {}
-    for record in sorted(records, key=lambda record: (record.rank, record.url)):
-        if record.status != "downloaded":
+def read_journal(path: Path) -> dict[tuple[int, str], Record]:
+    """The complete rows of a journal, by (rank, url); a row cut short by a kill is ignored."""
+    if not path.exists():
+        return {}
+    text = path.read_bytes().decode("utf-8", errors="replace")
+    text = text[: text.rfind("\n") + 1]  # a kill mid-write leaves a last line without its newline
+    rows = {}
+    for row in csv.DictReader(io.StringIO(text)):
+        if None in row or None in row.values() or row.get("status") not in STATUSES or not row["rank"].isdigit():
             continue
-        original = first.setdefault(record.sha256, record.file)
-        if original != record.file:
-            (folder / record.file).unlink(missing_ok=True)
-            record.status, record.error, record.file = "duplicate", f"same image as {original}", ""
+        record = Record(**{**row, "rank": int(row["rank"])})
+        rows[record.key] = record
+    return rows
 
 
-def download_term(term: str, layout: Layout, engine: Engine, limit: int, fetcher: Fetcher) -> TermOutcome:
-    """Search one term and download its results; an engine failure fails only this term."""
+def download_term(term: str, layout: Layout, engine: Engine, limit: int, downloader: Downloader) -> TermOutcome:
+    """Search one term (or resume it) and download its results; an engine failure fails only this term."""
     if layout.manifest(term).exists():
         return TermOutcome(term, "skipped", "manifest.csv exists")
+    folder = layout.downloaded(term)
     try:
-        results = engine.search(term, limit)
+        results = _search(term, folder, engine, limit)
     except EngineError as error:
         return TermOutcome(term, "failed", str(error))
-    folder = layout.downloaded(term)
-    folder.mkdir(parents=True, exist_ok=True)
-    records = []
-    with ThreadPoolExecutor(THREADS) as pool:
-        futures = [pool.submit(fetch_one, result, folder, fetcher) for result in results]
-        for future in tqdm(as_completed(futures), total=len(futures), desc=term[:30], unit="image", leave=False):
-            records.append(future.result())
-    mark_duplicates(records, folder)
-    records.sort(key=lambda record: (record.rank, record.url))
-    write_csv(layout.manifest(term), [asdict(record) for record in records], COLUMNS)
-    return TermOutcome(term, "done", _summary(records, len(results), limit))
+    journaled = read_journal(folder / JOURNAL)
+    records, todo = [], []
+    for result in results:
+        done = journaled.get((result.rank, result.url))
+        if done is not None and _still_on_disk(done, folder):
+            records.append(done)
+        else:
+            todo.append(result)
+    resumed = len(records)
+    journal = Journal(folder / JOURNAL)
+    try:
+        reused = [_from_disk(result, folder) for result in todo]
+        found = [record for record in reused if record is not None]
+        journal.append(found)
+        records += found
+        todo = [result for result, record in zip(todo, reused) if record is None]
+        progress = tqdm(total=len(results), initial=len(records), desc=term[:30], unit="image", leave=False)
+        for batch in downloader.download(todo, folder):
+            journal.append(batch)
+            records += batch
+            progress.update(len(batch))
+        progress.close()
+    finally:
+        journal.close()
+    return TermOutcome(term, "done", _finish(layout.manifest(term), records, len(results), limit, resumed))
 
 
 def run_download(
@@ -269,31 +242,149 @@ def run_download(
     urls_csv: Path | None = None,
     limit: int = 500,
     workers: int | None = None,
+    per_host: int | None = None,
+    connections: int | None = None,
+    fetch: FetchOptions | None = None,
+    max_pixels: int = MAX_PIXELS,
+    min_side: int = MIN_SIDE,
 ) -> list[TermOutcome]:
-    """Download up to `limit` images per term into OUT/Downloaded_images/<term>/, skipping finished terms."""
+    """Download up to `limit` images per term into OUT/Downloaded_images/<term>/, resuming unfinished terms.
+
+    workers bounds the terms searched at once; per_host and connections (or a whole FetchOptions) bound
+    the downloads in flight per host and in all.
+    """
     if limit < 1:
         raise GimgError(f"--limit must be at least 1 (got {limit})")
+    options = fetch or FetchOptions()
+    try:
+        options = replace(options, per_host=per_host or options.per_host, connections=connections or options.connections)
+    except ValueError as error:
+        raise GimgError(f"bad download option: {error}") from None
     # Checked before any work: an unknown engine or unusable urls CSV raises GimgError here. The pause
     # between search pages defaults to 1 s, or 0 when engine_url is on 127.0.0.1/localhost.
     searcher = make_engine(engine, base_url=engine_url, urls_csv=urls_csv)
     terms = list(terms)
     layout = Layout(out)
     layout.remember_terms(terms)
-    # Downloads are I/O: threads, not processes. `workers` bounds how many terms run at once.
     concurrent_terms = max(1, min(workers or default_workers(), len(terms)))
-    with Fetcher() as fetcher, ThreadPoolExecutor(concurrent_terms) as pool:
-        jobs = pool.map(lambda term: download_term(term, layout, searcher, limit, fetcher), terms)
+    with Downloader(options, max_pixels, min_side) as downloader, ThreadPoolExecutor(concurrent_terms) as pool:
+        jobs = pool.map(lambda term: download_term(term, layout, searcher, limit, downloader), terms)
         return list(tqdm(jobs, total=len(terms), desc="download", unit="term"))
 
 
-def _summary(records: list[Record], found: int, limit: int) -> str:
-    counts = {status: 0 for status in ("downloaded", "duplicate", "rejected", "failed")}
+def _search(term: str, folder: Path, engine: Engine, limit: int) -> list[SearchResult]:
+    """The term's results: those saved by an interrupted run when they cover limit, else a new search (saved)."""
+    saved_path = folder / SEARCH
+    if saved_path.exists():
+        saved = json.loads(saved_path.read_text(encoding="utf-8"))
+        if saved["limit"] >= limit or len(saved["results"]) < saved["limit"]:
+            return [SearchResult(*row) for row in saved["results"]][:limit]
+    results = engine.search(term, limit)
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = [[r.rank, r.url, r.source_page, r.engine] for r in results]
+    with atomic_path(saved_path) as temporary:
+        temporary.write_text(json.dumps({"limit": limit, "results": rows}), encoding="utf-8")
+    return results
+
+
+def _still_on_disk(record: Record, folder: Path) -> bool:
+    """A journaled result counts only if the file it names is still there, byte for byte."""
+    if not record.file or record.status == "duplicate":
+        return record.status != "downloaded"
+    path = folder / record.file
+    return path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() == record.sha256
+
+
+def _from_disk(result: SearchResult, folder: Path) -> Record | None:
+    """The record of a kept image whose journal row was lost (it was written, then the run was killed)."""
+    path = folder / f"{image_stem(result)}.jpg"
+    if not path.is_file():
+        return None
+    data = path.read_bytes()
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            phash = perceptual_hash(image.convert("RGB"))
+    except Exception:  # an unreadable leftover is fetched again (and overwritten)
+        return None
+    fetched = datetime.fromtimestamp(path.stat().st_mtime, UTC).isoformat(timespec="seconds")
+    return Record(result.rank, result.url, result.source_page, result.engine, fetched,
+                  hashlib.sha256(data).hexdigest(), "downloaded", "", path.name, phash)
+
+
+def mark_duplicates(records: list[Record], folder: Path) -> None:
+    """In rank order, keep the first file of each sha256; later copies become `duplicate` and their file goes."""
+    first: dict[str, str] = {}
+    for record in sorted(records, key=lambda record: record.key):
+        if record.status != "downloaded":
+            continue
+        original = first.setdefault(record.sha256, record.file)
+        if original != record.file:
+            (folder / record.file).unlink(missing_ok=True)
+            record.status, record.error, record.file = "duplicate", f"same image as {original}", ""
+
+
+def near_duplicates(records: list[Record]) -> list[dict]:
+    """Pairs of kept images whose perceptual hashes differ in at most NEAR_BITS bits (later file first)."""
+    kept = sorted((r for r in records if r.status == "downloaded" and r.phash), key=lambda record: record.key)
+    hashes = np.array([int(record.phash, 16) for record in kept], dtype=np.uint64)
+    pairs = []
+    for index in range(1, len(kept)):
+        distances = np.bitwise_count(hashes[:index] ^ hashes[index])
+        for earlier in np.flatnonzero(distances <= NEAR_BITS):
+            pairs.append({"file": kept[index].file, "near": kept[earlier].file, "distance": int(distances[earlier])})
+    return pairs
+
+
+def _finish(manifest: Path, records: list[Record], found: int, limit: int, resumed: int) -> str:
+    """Mark duplicates, report near duplicates, drop files no row names, write the manifest last."""
+    folder = manifest.parent
+    mark_duplicates(records, folder)
+    records.sort(key=lambda record: record.key)
+    near = near_duplicates(records)
+    if near:
+        write_csv(folder / NEAR_DUPLICATES, near, NEAR_COLUMNS)
+    else:
+        (folder / NEAR_DUPLICATES).unlink(missing_ok=True)
+    _remove_strays(folder, {record.file for record in records if record.file})
+    write_csv(manifest, [_one_line(asdict(record)) for record in records], COLUMNS)
+    (folder / JOURNAL).unlink(missing_ok=True)
+    (folder / SEARCH).unlink(missing_ok=True)
+    return _summary(records, found, limit, resumed, len(near))
+
+
+def _remove_strays(folder: Path, named: set[str]) -> None:
+    """Delete temporary files and images of earlier result lists that no manifest row names."""
+    for path in [*folder.glob(".*.tmp"), *folder.glob(f"{QUARANTINE}/.*.tmp")]:
+        path.unlink(missing_ok=True)
+    for path in folder.glob("*.jpg"):
+        if _KEPT_NAME.fullmatch(path.name) and path.name not in named:
+            path.unlink()
+    for path in folder.glob(f"{QUARANTINE}/*"):
+        if f"{QUARANTINE}/{path.name}" not in named:
+            path.unlink()
+
+
+def _summary(records: list[Record], found: int, limit: int, resumed: int, near: int) -> str:
+    counts = {status: 0 for status in STATUSES}
     for record in records:
         counts[record.status] += 1
     detail = ", ".join(f"{count} {status}" for status, count in counts.items())
+    if near:
+        detail += f"; {near} near-duplicate pairs in {NEAR_DUPLICATES}"
+    if resumed:
+        detail += f"; resumed: {resumed} results were already done"
     if found < limit:
         detail += f"; {found} of {limit} requested: the engine gave no more"
     return detail
+
+
+def _one_line(row: dict) -> dict:
+    """Row values without line breaks: every manifest and journal row stays one line."""
+    return {key: _flat(value) if isinstance(value, str) else value for key, value in row.items()}
+
+
+def _flat(text: str) -> str:
+    return text.replace("\r", " ").replace("\n", " ")
 
 
 def _write(target: Path, data: bytes) -> None:
@@ -305,6 +396,6 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def _short(error: Exception) -> str:
+def _reason(error: Exception) -> str:
     text = str(error).strip().splitlines()
-    return text[0][:200] if text else ""
+    return f"{type(error).__name__}: {text[0][:200] if text else ''}"

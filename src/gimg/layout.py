@@ -23,19 +23,31 @@ MANIFEST = "manifest.csv"
 FACES = "faces.csv"
 QUARANTINE = "_quarantine"
 
-_MAX_FOLDER_CHARS = 80
+_MAX_FOLDER_BYTES = 80
 _UNSAFE = re.compile(r"[^\w\-. ]+")
+_HASH_SUFFIX = re.compile(r"-[0-9a-f]{8}$")
+_WINDOWS_RESERVED = re.compile(r"(con|prn|aux|nul|com\d|lpt\d)(\..*)?", re.IGNORECASE)
 
 
 def folder_name(term: str) -> str:
     """A safe, unique, readable folder name for a search term.
 
     Unsafe characters become "_", dots and spaces are trimmed from the ends, and the name is cut to
-    80 characters. Whenever that changed the term, a short hash of the original keeps names unique.
+    80 UTF-8 bytes. A term is its own folder name only when it is already safe, lower case (names must
+    stay distinct on case-insensitive file systems), not a Windows device name, and does not end like a
+    hashed name; any other term gets a short hash of the original appended, which keeps names unique.
     """
     normal = unicodedata.normalize("NFKC", term)
-    safe = _UNSAFE.sub("_", normal).strip(" .")[:_MAX_FOLDER_CHARS].strip(" .")
-    if safe == term and safe not in ("", ".", "..") and not safe.startswith("_"):
+    safe = _UNSAFE.sub("_", normal).strip(" .")
+    safe = safe.encode("utf-8")[:_MAX_FOLDER_BYTES].decode("utf-8", errors="ignore").strip(" .")
+    if (
+        safe
+        and safe == term
+        and term.casefold() == term
+        and not term.startswith("_")
+        and not _HASH_SUFFIX.search(term)
+        and not _WINDOWS_RESERVED.fullmatch(term)
+    ):
         return safe
     digest = hashlib.sha256(term.encode("utf-8", "surrogatepass")).hexdigest()[:8]
     return f"{safe or 'term'}-{digest}"
@@ -134,6 +146,7 @@ def atomic_path(target: Path) -> Iterator[Path]:
     temporary = Path(name)
     try:
         yield temporary
+        os.chmod(temporary, 0o644)  # mkstemp makes files private; outputs are meant to be shared
         os.replace(temporary, target)
     finally:
         temporary.unlink(missing_ok=True)

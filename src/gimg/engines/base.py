@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import email.utils
 import threading
 import time
 from collections.abc import Iterable
@@ -31,6 +32,20 @@ _BLOCKED_MARKERS = (
     "anomaly-modal",
     "challenge-form",
 )
+
+# Lower-case fragments of an engine's own "nothing found" answer: a first page that says so is zero results,
+# not a changed layout. From Bing's web and image result pages (class b_no) and DuckDuckGo's; not every
+# wording of every market is known, so an unrecognised empty page still fails as "markup changed".
+_NO_RESULTS_MARKERS = (
+    'class="b_no"',
+    "there are no results for",
+    "we didn't find any results",
+    "we did not find any results",
+    "no results found for",
+    "no image results",
+)
+PAGE_ATTEMPTS = 3
+MAX_PAGE_RETRY_AFTER = 30.0
 
 Hit = tuple[str, str]
 """One parsed result: (image URL, page the image is on)."""
@@ -88,20 +103,70 @@ def new_session() -> requests.Session:
 
 
 def get_page(
-    session: requests.Session, engine: str, term: str, url: str, params: dict | None = None, **kwargs
+    session: requests.Session,
+    engine: str,
+    term: str,
+    url: str,
+    params: dict | None = None,
+    *,
+    retry_wait: float = 1.0,
+    **kwargs,
 ) -> requests.Response:
-    """GET one search page, turning network errors, HTTP errors and consent redirects into EngineError."""
-    try:
-        response = session.get(url, params=params, timeout=TIMEOUT, **kwargs)
-    except requests.RequestException as error:
-        raise EngineError(f"{engine}: cannot reach {url}: {type(error).__name__}") from None
-    if (urlsplit(response.url).hostname or "").startswith("consent."):
-        raise blocked(engine, term)
-    if response.status_code >= 400:
+    """GET one search page, retrying timeouts, resets, 5xx and 429 (honouring Retry-After) a few times.
+
+    Network errors, HTTP errors and consent redirects that remain become EngineError. retry_wait is the
+    first backoff (doubling after); 0 for a server on this machine.
+    """
+    for attempt in range(1, PAGE_ATTEMPTS + 1):
+        last = attempt == PAGE_ATTEMPTS
+        backoff = retry_wait * 2 ** (attempt - 1)
+        try:
+            response = session.get(url, params=params, timeout=TIMEOUT, **kwargs)
+        except (requests.ConnectionError, requests.Timeout) as error:
+            if last:
+                raise EngineError(f"{engine}: cannot reach {url}: {type(error).__name__}") from None
+            time.sleep(backoff)
+            continue
+        except requests.RequestException as error:
+            raise EngineError(f"{engine}: cannot reach {url}: {type(error).__name__}") from None
+        if (urlsplit(response.url).hostname or "").startswith("consent."):
+            raise blocked(engine, term)
+        if response.status_code < 400:
+            return response
         if looks_blocked(response.text):
             raise blocked(engine, term)
+        wait = retry_after_seconds(response.headers.get("Retry-After"))
+        if response.status_code in (429, 500, 502, 503, 504) and not last:
+            if wait is not None and wait > MAX_PAGE_RETRY_AFTER:
+                raise EngineError(
+                    f"{engine}: rate limited (HTTP {response.status_code}, Retry-After {wait:g} s) for '{term}': "
+                    "rerun later"
+                )
+            time.sleep(backoff if wait is None else wait)
+            continue
         raise EngineError(f"{engine}: HTTP {response.status_code} from {url} for '{term}'")
-    return response
+    raise AssertionError("unreachable: the last attempt returns or raises")  # for type checkers
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """Seconds a Retry-After header asks for (a number of seconds or an HTTP date), None when absent or unreadable."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def says_no_results(text: str) -> bool:
+    """True when a page is the engine's own "no results" answer."""
+    lower = text.lower()
+    return any(marker in lower for marker in _NO_RESULTS_MARKERS)
 
 
 def looks_blocked(text: str) -> bool:
@@ -118,16 +183,19 @@ def markup_changed(engine: str) -> EngineError:
     return EngineError(f"{engine}: markup changed: 0 results parsed from a non-empty page")
 
 
-def check_page(engine: str, term: str, text: str, hits: list[Hit], *, first_page: bool) -> None:
+def check_page(
+    engine: str, term: str, text: str, hits: list[Hit], *, first_page: bool, empty_answer: bool = False
+) -> None:
     """Raise when a page that gave no results is a block page, or is a non-empty first page (a stale parser).
 
-    An empty later page is simply the end of the results.
+    An empty later page is simply the end of the results, and so is a first page that is the engine's own
+    "no results" answer (empty_answer: the caller recognised an empty result list).
     """
     if hits:
         return
     if looks_blocked(text):
         raise blocked(engine, term)
-    if first_page and text.strip():
+    if first_page and text.strip() and not (empty_answer or says_no_results(text)):
         raise markup_changed(engine)
 
 

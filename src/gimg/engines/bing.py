@@ -57,7 +57,9 @@ class BingEngine:
             while len(ranker.results) < limit:
                 self.throttle.wait()
                 params = {"q": term, "first": first, "count": PAGE_SIZE, "mmasync": 1}
-                text = get_page(session, self.name, term, f"{self.base_url}/images/async", params).text
+                text = get_page(
+                    session, self.name, term, f"{self.base_url}/images/async", params, retry_wait=self.throttle.delay
+                ).text
                 hits = parse_bing(text)
                 check_page(self.name, term, text, hits, first_page=first == 1)
                 if not ranker.add(hits, limit):

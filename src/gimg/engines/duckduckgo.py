@@ -34,6 +34,15 @@ def parse_duckduckgo(text: str) -> tuple[list[Hit], str | None]:
     return hits, data.get("next") or None
 
 
+def _empty_answer(text: str) -> bool:
+    """True for a well-formed i.js answer whose result list is empty: zero results, not a changed format."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return False
+    return isinstance(data, dict) and data.get("results") == []
+
+
 class DuckDuckGoEngine:
     """DuckDuckGo Images: `{base}/?q=..` for the token, then `{base}/i.js?q=..&o=json&vqd=..&p=1` and its `next`."""
 
@@ -48,7 +57,9 @@ class DuckDuckGoEngine:
         ranker = Ranker(self.name)
         with new_session() as session:
             self.throttle.wait()
-            text = get_page(session, self.name, term, f"{self.base_url}/", {"q": term}).text
+            text = get_page(
+                session, self.name, term, f"{self.base_url}/", {"q": term}, retry_wait=self.throttle.delay
+            ).text
             vqd = parse_vqd(text)
             if vqd is None:
                 if looks_blocked(text):
@@ -60,9 +71,11 @@ class DuckDuckGoEngine:
             first_page = True
             while len(ranker.results) < limit:
                 self.throttle.wait()
-                text = get_page(session, self.name, term, url, params, headers=headers).text
+                text = get_page(
+                    session, self.name, term, url, params, headers=headers, retry_wait=self.throttle.delay
+                ).text
                 hits, following = parse_duckduckgo(text)
-                check_page(self.name, term, text, hits, first_page=first_page)
+                check_page(self.name, term, text, hits, first_page=first_page, empty_answer=_empty_answer(text))
                 if not ranker.add(hits, limit) or not following:
                     break
                 first_page = False

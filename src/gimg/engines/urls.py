@@ -28,14 +28,15 @@ def read_urls(path: Path) -> dict[str, list[SearchResult]]:
         reader.fieldnames = columns
         rows = list(reader)
     by_term: dict[str, list[tuple[int, int, str, str]]] = {}
+    seen: set[tuple[str, str]] = set()
     for line, row in enumerate(rows, start=2):
         term, url = (row.get("term") or "").strip(), (row.get("url") or "").strip()
         if not term or not url:
             continue
         rank = _rank(row.get("rank"), path, line)
-        entries = by_term.setdefault(term, [])
-        if all(url != seen for _, _, seen, _ in entries):  # a repeated URL is one result, as with real engines
-            entries.append((rank or 0, line, url, (row.get("source_page") or "").strip()))
+        if (term, url) not in seen:  # a repeated URL is one result, as with real engines
+            seen.add((term, url))
+            by_term.setdefault(term, []).append((rank or 0, line, url, (row.get("source_page") or "").strip()))
     return {term: _ranked(entries) for term, entries in by_term.items()}
 
 
