@@ -72,15 +72,26 @@ def _place(size: tuple[int, int], side: int, taken: list[tuple[int, int, int, in
     return None
 
 
+def _frame(rng: np.random.Generator) -> tuple[tuple[int, int], bool]:
+    """The first draws of a synthetic photo: its (width, height), and whether its background is a scene photo."""
+    long_side = int(np.exp(rng.uniform(*np.log(LONG_SIDE))))
+    aspect = ASPECTS[rng.integers(len(ASPECTS))]
+    size = (long_side, round(long_side / aspect)) if aspect >= 1 else (round(long_side * aspect), long_side)
+    return size, bool(rng.random() < SCENE_BACKGROUND_SHARE)
+
+
+def has_scene_background(index: int, seed: int = 0) -> bool:
+    """Whether bench_<index>.jpg has a scene-photo background, whose real faces truth.csv does not list."""
+    return _frame(np.random.default_rng([seed, index]))[1]
+
+
 def _composite(
     index: int, scenes: list[Path], faces: pd.DataFrame, face_dir: Path, seed: int
 ) -> tuple[Image.Image, list[dict]]:
     """The index-th synthetic photo and its pasted faces; the same (seed, index) always gives the same photo."""
     rng = np.random.default_rng([seed, index])
-    long_side = int(np.exp(rng.uniform(*np.log(LONG_SIDE))))
-    aspect = ASPECTS[rng.integers(len(ASPECTS))]
-    size = (long_side, round(long_side / aspect)) if aspect >= 1 else (round(long_side * aspect), long_side)
-    if rng.random() < SCENE_BACKGROUND_SHARE:
+    size, scene = _frame(rng)
+    if scene:
         image = _scene_background(scenes[rng.integers(len(scenes))], size, rng)
     else:
         image = _plain_background(size, rng)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import shutil
 import warnings
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from gimg.classify import (
     load_classifier,
     read_blobproto,
     run_classify,
+    run_crop_classify,
 )
 from gimg.errors import ModelError
 from gimg.faces import Box, detect_faces, run_crop
@@ -84,6 +86,33 @@ def test_accuracy_on_the_fixture_faces(classified, fixtures):
     print(f"onnx gender accuracy on {len(names)} fixture faces: {accuracy:.2f} ({len(first_faces)} detected)")
     assert len(first_faces) >= 48
     assert accuracy >= ACCURACY_BAR
+
+
+def test_fused_pass_writes_what_the_two_stages_write(classified, tmp_path):
+    """run_crop_classify gives byte-identical faces.csv and dataset (same p_female) as run_crop then run_classify."""
+    out = classified[0]
+    fused = tmp_path / "fused"
+    downloaded = Layout(out).downloaded("faces").parent
+    shutil.copytree(downloaded, fused / downloaded.relative_to(out))
+    shutil.copy(out / "terms.csv", fused / "terms.csv")
+    crop_outcomes, classify_outcomes = run_crop_classify(fused, workers=2)
+    assert [o.status for o in crop_outcomes] == [o.status for o in classify_outcomes] == ["done"]
+    assert classify_outcomes[0].detail == classified[3].detail
+    for path in (Layout(out).faces("faces"), Layout(out).dataset("faces")):
+        assert (fused / path.relative_to(out)).read_text() == path.read_text()
+    assert not list(Layout(fused).cropped("faces").glob("*.txt"))
+    assert [o.status for o in run_classify(fused, workers=1)] == ["skipped"]
+    rerun = run_crop_classify(fused, workers=1)
+    assert [o.status for outcomes in rerun for o in outcomes] == ["skipped", "skipped"]
+
+
+def test_fused_pass_classifies_terms_cropped_earlier(fixtures, tmp_path):
+    face = sorted((fixtures / "faces" / "images").glob("*.jpg"))[0]
+    write_out_tree(tmp_path, "judge", {"0001_00000001.jpg": padded_face(face)})
+    run_crop(tmp_path, workers=1)
+    crop_outcomes, classify_outcomes = run_crop_classify(tmp_path, workers=1)
+    assert crop_outcomes[0].status == "skipped"
+    assert (classify_outcomes[0].status, classify_outcomes[0].detail) == ("done", "1 faces classified")
 
 
 def test_rerun_skips_a_classified_term(classified):

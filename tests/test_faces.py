@@ -11,7 +11,18 @@ import pytest
 from PIL import Image
 
 from gimg.errors import MissingInputError
-from gimg.faces import Box, CropTask, crop_box, crop_one, detect_faces, landmarks_68, run_crop
+from gimg.faces import (
+    MIN_FACE_FLOOR,
+    Box,
+    CropTask,
+    auto_min_face,
+    chunksize,
+    crop_box,
+    crop_one,
+    detect_faces,
+    landmarks_68,
+    run_crop,
+)
 from gimg.layout import Layout, write_csv
 
 MANIFEST_COLUMNS = ["rank", "url", "source_page", "engine", "time", "sha256", "status", "error", "file"]
@@ -82,6 +93,9 @@ def iou(a: Box, b: Box) -> float:
         ("2008_001322.jpg", "hog", 1, 3),
         ("dogs.jpg", "hog", 1, 0),
         ("2008_001322.jpg", "cnn", 0, 3),
+        ("2008_002079.jpg", "blazeface", 1, 6),  # auto min_face: 36 px on these 500 px photos
+        ("2008_001322.jpg", "blazeface", 1, 3),
+        ("dogs.jpg", "blazeface", 1, 0),
     ],
 )
 def test_detect_faces_matches_labelled_boxes(fixtures, image, detector, upsample, count):
@@ -94,10 +108,25 @@ def test_detect_faces_matches_labelled_boxes(fixtures, image, detector, upsample
 
 
 def test_unknown_detector_lists_choices():
-    with pytest.raises(ValueError, match="hog, cnn"):
+    with pytest.raises(ValueError, match="blazeface, hog, cnn"):
         detect_faces(np.zeros((10, 10, 3), np.uint8), detector="haar")
-    with pytest.raises(ValueError, match="hog, cnn"):
+    with pytest.raises(ValueError, match="blazeface, hog, cnn"):
         run_crop(Path("."), detector="haar")
+    with pytest.raises(ValueError, match="min_face"):
+        run_crop(Path("."), min_face=0)
+
+
+@pytest.mark.parametrize(
+    "width, height, expected",
+    [(500, 375, MIN_FACE_FLOOR), (640, 480, 40.0), (2000, 1500, 125.0), (1200, 3000, 100.0)],
+)
+def test_auto_min_face_scales_with_the_short_side(width, height, expected):
+    assert auto_min_face(width, height) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("tasks, workers, expected", [(0, 2, 1), (10, 2, 1), (100, 2, 12), (10_000, 2, 16)])
+def test_chunksize_keeps_workers_busy(tasks, workers, expected):
+    assert chunksize(tasks, workers) == expected
 
 
 @pytest.mark.parametrize(
@@ -129,7 +158,8 @@ def test_crop_one_reports_an_unreadable_image(tmp_path):
     assert record.status == "unreadable" and record.error and record.rows == []
 
 
-def test_run_crop_writes_crops_landmarks_and_faces_csv(fixtures, tmp_path):
+@pytest.mark.parametrize("detector, landmarks", [("blazeface", False), ("blazeface", True), ("hog", True)])
+def test_run_crop_writes_crops_landmarks_and_faces_csv(fixtures, tmp_path, detector, landmarks):
     face_files = sorted((fixtures / "faces" / "images").glob("*.jpg"))[:3]
     images = {f"{index:04d}_0000000{index}.jpg": padded_face(path) for index, path in enumerate(face_files, 1)}
     images["0004_00000004.jpg"] = read_rgb(fixtures / "scenes" / "2008_001322.jpg")
@@ -137,7 +167,7 @@ def test_run_crop_writes_crops_landmarks_and_faces_csv(fixtures, tmp_path):
     write_out_tree(tmp_path, "nurse", images, extra={"0006_00000006.jpg": b"truncated"})
     layout = Layout(tmp_path)
 
-    [outcome] = run_crop(tmp_path, workers=2)
+    [outcome] = run_crop(tmp_path, detector=detector, landmarks=landmarks, workers=2)
 
     assert outcome.status == "done", outcome
     assert outcome.detail.startswith("6 images, 4 with a face, 6 faces, 1 unreadable")
@@ -154,7 +184,11 @@ def test_run_crop_writes_crops_landmarks_and_faces_csv(fixtures, tmp_path):
         assert crop.shape[:2] == (int(row["height"]), int(row["width"]))
         left, top, right, bottom = (int(row[key]) for key in ("left", "top", "right", "bottom"))
         assert int(row["crop_left"]) == max(left - 30, 0) and int(row["crop_top"]) == max(top - 50, 0)
-        lines = (layout.cropped("nurse") / row["file"]).with_suffix(".txt").read_text().splitlines()
+        landmark_file = (layout.cropped("nurse") / row["file"]).with_suffix(".txt")
+        assert landmark_file.exists() == landmarks
+        if not landmarks:
+            continue
+        lines = landmark_file.read_text().splitlines()
         points = np.array([[int(value) for value in line.split(" ")] for line in lines])
         assert points.shape == (68, 2)
         assert (points >= -5).all() and (points[:, 0] <= crop.shape[1] + 5).all()
@@ -166,14 +200,14 @@ def test_run_crop_skips_done_terms_and_clears_stale_crops(fixtures, tmp_path):
     face = sorted((fixtures / "faces" / "images").glob("*.jpg"))[0]
     write_out_tree(tmp_path, "judge", {"0001_00000001.jpg": padded_face(face)})
     layout = Layout(tmp_path)
-    assert run_crop(tmp_path, workers=1)[0].status == "done"
-    assert run_crop(tmp_path, workers=1)[0].status == "skipped"
+    assert run_crop(tmp_path, landmarks=True, workers=1)[0].status == "done"
+    assert run_crop(tmp_path, landmarks=True, workers=1)[0].status == "skipped"
 
     stale = layout.cropped("judge") / "0099_00000099_0.jpg"
     stale.write_bytes(b"from an older run")
     later = layout.faces("judge").stat().st_mtime_ns + 1_000_000_000
     os.utime(layout.manifest("judge"), ns=(later, later))
-    assert run_crop(tmp_path, workers=1)[0].status == "done"
+    assert run_crop(tmp_path, landmarks=True, workers=1)[0].status == "done"
     assert not stale.exists()
     assert sorted(path.name for path in layout.cropped("judge").iterdir()) == [
         "0001_00000001_0.jpg", "0001_00000001_0.txt", "faces.csv"

@@ -12,7 +12,7 @@ import pytest
 
 from gimg.cli import main
 from gimg.layout import Layout
-from gimg.localengine import build_site, serve_site
+from gimg.localengine import build_site, read_face_labels, serve_site
 
 REPO = Path(__file__).resolve().parents[1]
 SHARES = {"nurse": 0.8, "software developer": 0.2, "cashier": 0.6}
@@ -31,14 +31,15 @@ def study(tmp_path_factory, fixtures):
     """One pipeline run over three terms with known shares of women, plus a rerun."""
     root = tmp_path_factory.mktemp("study")
     site = root / "site"
-    truth = build_site(fixtures / "faces", site, SHARES, per_term=PER_TERM, seed=3)
+    faces = fixtures / "faces"
+    truth = build_site(read_face_labels(faces), faces / "images", site, SHARES, per_term=PER_TERM, seed=3)
     terms = root / "terms.txt"
     terms.write_text("# three terms\n" + "\n".join(SHARES) + "\n")
     out = root / "out"
     monkeypatch = pytest.MonkeyPatch()
     with serve_site(site) as base_url:
         args = ["pipeline", terms, "--out", out, "--engine-url", base_url, "--limit", PER_TERM,
-                "--census", REPO / "professions.csv", "--workers", 2]
+                "--census", REPO / "professions.csv", "--workers", 2, "--landmarks"]
         first = run_gimg(monkeypatch, *args)
         stamps = {path: path.stat().st_mtime_ns for path in out.rglob("*.csv")}
         second = run_gimg(monkeypatch, *args)

@@ -16,7 +16,7 @@ from PIL import Image
 
 from . import models, parallel
 from .errors import ModelError
-from .faces import Box
+from .faces import Box, CropRecord, box_in_crop, crop_terms
 from .layout import Layout, is_fresh, write_csv
 from .outcome import TermOutcome
 
@@ -226,6 +226,17 @@ class CaffeGender:
 _loaded: dict[tuple[str, bool], Classifier] = {}
 
 
+@dataclass(frozen=True)
+class CropClassifier:
+    """A picklable handle on a gender model for crop workers: p_female of (RGB crop, box in crop) pairs."""
+
+    model: str = "onnx"
+    gpu: bool = False
+
+    def __call__(self, crops: list[Crop]) -> np.ndarray:
+        return load_classifier(self.model, gpu=self.gpu).predict(crops)
+
+
 def load_classifier(model: str = "onnx", *, gpu: bool = False) -> Classifier:
     """The named gender model, loaded once per process and reused."""
     _check_model(model)
@@ -254,11 +265,6 @@ class ClassifyRecord:
     error: str = ""
 
 
-def _box_in_crop(face: dict) -> Box:
-    left, top = int(face["crop_left"]), int(face["crop_top"])
-    return Box(int(face["left"]) - left, int(face["top"]) - top, int(face["right"]) - left, int(face["bottom"]) - top)
-
-
 def classify_one(task: ClassifyTask) -> ClassifyRecord:
     """Classify one chunk of faces; never raises (failures come back in the record)."""
     crops: list[Crop] = []
@@ -266,7 +272,7 @@ def classify_one(task: ClassifyTask) -> ClassifyRecord:
     for face in task.faces:
         try:
             with Image.open(Path(task.crop_dir) / face["file"]) as picture:
-                crops.append((np.asarray(picture.convert("RGB")), _box_in_crop(face)))
+                crops.append((np.asarray(picture.convert("RGB")), box_in_crop(face)))
             kept.append(face)
         except Exception:  # a missing or corrupt crop is counted, not fatal: its row is left out
             continue
@@ -288,13 +294,35 @@ def _read_faces(path: Path) -> list[dict]:
         return list(csv.DictReader(handle))
 
 
+def _write_dataset(layout: Layout, term: str, term_records: list[ClassifyRecord]) -> TermOutcome:
+    """Write one term's Datasets/<term>.csv from its records, or say why not."""
+    errors = [record.error for record in term_records if record.error]
+    if errors:
+        return TermOutcome(term, "failed", f"{errors[0]}; rerun to resume")
+    rows = [row for record in term_records for row in record.rows]
+    rows.sort(key=lambda row: (row["image"], int(row["face"])))
+    try:
+        write_csv(layout.dataset(term), rows, DATASET_COLUMNS)
+    except OSError as error:
+        return TermOutcome(term, "failed", f"{type(error).__name__}: {error}; rerun to resume")
+    unreadable = sum(record.unreadable for record in term_records)
+    detail = f"{len(rows)} faces classified"
+    if unreadable:
+        detail += f", {unreadable} left out (unreadable crop or no probability)"
+    return TermOutcome(term, "done", detail)
+
+
+def _check_options(model: str, gpu: bool) -> None:
+    _check_model(model)
+    if gpu:
+        check_gpu(model)
+
+
 def run_classify(
     out: Path, *, model: str = "onnx", gpu: bool = False, workers: int | None = None
 ) -> list[TermOutcome]:
     """Classify every cropped term's faces into Datasets/<term>.csv (one row per face with a p_female)."""
-    _check_model(model)
-    if gpu:
-        check_gpu(model)
+    _check_options(model, gpu)
     layout = Layout(out)
     terms = layout.require_terms_with("faces", "classify", "crop")
     outcomes: dict[str, TermOutcome] = {}
@@ -321,20 +349,44 @@ def run_classify(
     for record in parallel.imap(classify_one, tasks, workers=workers, desc="classify"):
         records[record.term].append(record)
     for term, term_records in records.items():
-        errors = [record.error for record in term_records if record.error]
-        if errors:
-            outcomes[term] = TermOutcome(term, "failed", f"{errors[0]}; rerun to resume")
-            continue
-        rows = [row for record in term_records for row in record.rows]
-        rows.sort(key=lambda row: (row["image"], int(row["face"])))
-        try:
-            write_csv(layout.dataset(term), rows, DATASET_COLUMNS)
-        except OSError as error:
-            outcomes[term] = TermOutcome(term, "failed", f"{type(error).__name__}: {error}; rerun to resume")
-            continue
-        unreadable = sum(record.unreadable for record in term_records)
-        detail = f"{len(rows)} faces classified"
-        if unreadable:
-            detail += f", {unreadable} left out (unreadable crop or no probability)"
-        outcomes[term] = TermOutcome(term, "done", detail)
+        outcomes[term] = _write_dataset(layout, term, term_records)
     return [outcomes[term] for term in terms]
+
+
+def _fused_record(term: str, crops: list[CropRecord], name: str) -> ClassifyRecord:
+    """The classify record of a term from its crop records of the fused pass."""
+    errors = [record.classify_error for record in crops if record.classify_error]
+    if errors:
+        return ClassifyRecord(term, error=errors[0])
+    faces = [row for record in crops for row in record.rows]
+    rows = [{**row, "model": name} for row in faces if math.isfinite(row["p_female"])]
+    return ClassifyRecord(term, rows, unreadable=len(faces) - len(rows))
+
+
+def run_crop_classify(
+    out: Path,
+    *,
+    detector: str = "blazeface",
+    upsample: int = 1,
+    min_face: float | None = None,
+    landmarks: bool = False,
+    model: str = "onnx",
+    gpu: bool = False,
+    workers: int | None = None,
+) -> tuple[list[TermOutcome], list[TermOutcome]]:
+    """run_crop and run_classify in one pass over the images: each face is classified as its crop is written.
+
+    Writes exactly what the two stages write (faces.csv, then the dataset), so either can rerun alone. Terms
+    whose crops were already fresh are classified from their crop files, as run_classify does.
+    """
+    _check_options(model, gpu)
+    name = load_classifier(model, gpu=gpu).name  # missing or broken weights stop here, before any work
+    layout = Layout(out)
+    crop_outcomes, cropped = crop_terms(
+        out, detector=detector, upsample=upsample, min_face=min_face, landmarks=landmarks, workers=workers,
+        classify=CropClassifier(model, gpu),
+    )
+    fused = {term: _write_dataset(layout, term, [_fused_record(term, crops, name)]) for term, crops in cropped.items()}
+    rest = run_classify(out, model=model, gpu=gpu, workers=workers)
+    classify_outcomes = [fused.get(outcome.term, outcome) if outcome.status == "skipped" else outcome for outcome in rest]
+    return crop_outcomes, classify_outcomes

@@ -15,7 +15,7 @@ from .errors import GimgError
 from .outcome import TermOutcome
 
 ENGINE_CHOICES = ("google", "bing", "duckduckgo", "urls")
-DETECTOR_CHOICES = ("hog", "cnn")
+DETECTOR_CHOICES = ("blazeface", "hog", "cnn")
 MODEL_CHOICES = ("onnx", "caffe")
 
 
@@ -58,10 +58,16 @@ download_options = _compose(
                  help="Number of top results to download per term."),
 )
 crop_options = _compose(
-    click.option("--detector", type=click.Choice(DETECTOR_CHOICES), default="hog", show_default=True,
-                 help="Face detector: dlib HOG (fast, as the original) or dlib's CNN (slow without a GPU)."),
+    click.option("--detector", type=click.Choice(DETECTOR_CHOICES), default="blazeface", show_default=True,
+                 help="Face detector: MediaPipe BlazeFace (fast), dlib HOG (the original's) or dlib's CNN "
+                      "(slow without a GPU)."),
     click.option("--upsample", type=click.IntRange(min=0, max=3), default=1, show_default=True,
-                 help="Times the detector upsamples each image; 1 finds faces down to about 40 px."),
+                 help="Times dlib's detectors upsample each image; 1 finds faces down to about 40 px."),
+    click.option("--min-face", type=click.FloatRange(min=1), default=None,
+                 help="Smallest face BlazeFace looks for, in pixels. Default: the larger of 36 px and 1/12 of "
+                      "the image's short side. Smaller is slower and finds more small background faces."),
+    click.option("--landmarks/--no-landmarks", default=False, show_default=True,
+                 help="Also write the 68-point landmarks of each face to <crop>.txt, as the original did."),
 )
 classify_options = _compose(
     click.option("--model", type=click.Choice(MODEL_CHOICES), default="onnx", show_default=True,
@@ -140,14 +146,16 @@ def download(terms: Path, out: Path, engine: str, engine_url: str | None, urls_c
 @out_option
 @crop_options
 @workers_option
-def crop(out: Path, detector: str, upsample: int, workers: int | None) -> None:
+def crop(out: Path, detector: str, upsample: int, min_face: float | None, landmarks: bool,
+         workers: int | None) -> None:
     """Detect, landmark and crop the faces of every downloaded term.
 
     Example: gimg crop --out study1 --detector hog --upsample 1
     """
     from .faces import run_crop
 
-    finish(report("crop", run_crop(out, detector=detector, upsample=upsample, workers=workers)))
+    finish(report("crop", run_crop(out, detector=detector, upsample=upsample, min_face=min_face,
+                                   landmarks=landmarks, workers=workers)))
 
 
 @cli.command()
@@ -196,7 +204,7 @@ def show_analysis(result) -> None:
               help="Folder of the labelled images. Default: images/ next to LABELS.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("evaluation"),
               show_default=True, help="Folder for the staged images, the stages' outputs and evaluation.json.")
-@click.option("--detector", type=click.Choice(DETECTOR_CHOICES), default="hog", show_default=True,
+@click.option("--detector", type=click.Choice(DETECTOR_CHOICES), default="blazeface", show_default=True,
               help="Face detector, as for `gimg crop`.")
 @click.option("--model", type=click.Choice(MODEL_CHOICES), default="onnx", show_default=True,
               help="Gender model to evaluate, as for `gimg classify`.")
@@ -231,19 +239,16 @@ def evaluate(labels: Path, images: Path | None, out: Path, detector: str, model:
 @crop_options
 @classify_options
 @analyze_options
+@statistics_options
 @workers_option
-def pipeline(terms: Path, out: Path, engine: str, engine_url: str | None, urls_csv: Path | None, limit: int,
-             detector: str, upsample: int, model: str, gpu: bool, census: Path, cutoff: float,
-             workers: int | None) -> None:
+def pipeline(terms: Path, out: Path, workers: int | None, **options) -> None:
     """Run download, crop, classify and analyze in order; a rerun skips finished work.
 
     Example: gimg pipeline professions.txt --limit 100 --out study1
     """
     from .layout import read_terms
 
-    run_all(read_terms(terms), out, engine=engine, engine_url=engine_url, urls_csv=urls_csv, limit=limit,
-            detector=detector, upsample=upsample, model=model, gpu=gpu, census=census, cutoff=cutoff,
-            workers=workers)
+    run_all(read_terms(terms), out, workers=workers, **options)
 
 
 def run_all(terms: list[str], out: Path, **options) -> None:
@@ -268,14 +273,14 @@ def demo(out: Path, faces: Path, census: Path, workers: int | None) -> None:
 
     Example: gimg demo --out demo_out
     """
-    from .localengine import DEMO_SHARES, prepare_demo_site, serve_site
+    from .localengine import DEMO_PER_TERM, DEMO_SHARES, prepare_demo_site, serve_site
 
     site = prepare_demo_site(out, faces)
     with serve_site(site) as base_url:
         click.echo(f"demo: a local engine serves {len(DEMO_SHARES)} terms at {base_url}; "
                    f"their true shares of women are in {site / 'index.csv'}")
-        run_all(list(DEMO_SHARES), out, engine="bing", engine_url=base_url, urls_csv=None, limit=10,
-                detector="hog", upsample=1, model="onnx", gpu=False, census=census, cutoff=0.5, workers=workers)
+        run_all(list(DEMO_SHARES), out, engine="bing", engine_url=base_url, limit=DEMO_PER_TERM, census=census,
+                min_faces=DEMO_PER_TERM // 2, workers=workers)
 
 
 def main() -> None:

@@ -220,7 +220,7 @@ def contact_sheet(wrong: pd.DataFrame, crops: Path, target: Path) -> None:
 
 
 def run_evaluate(labels_csv: Path, *, images: Path | None = None, out: Path = Path("evaluation"),
-                 model: str = "onnx", detector: str = "hog", cutoff: float = 0.5,
+                 model: str = "onnx", detector: str = "blazeface", cutoff: float = 0.5,
                  workers: int | None = None) -> EvaluationResult:
     """Run crop + classify on labelled images and write evaluation.json, predictions.csv and a contact sheet."""
     from .classify import run_classify

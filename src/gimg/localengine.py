@@ -28,6 +28,7 @@ DEMO_SHARES = {
     "software developer": 0.2,
     "electrician": 0.1,
 }
+DEMO_PER_TERM = 15
 _CANVAS = 480
 _FACE = 200
 _PAGE_SIZE_DEFAULT = 35
@@ -45,32 +46,49 @@ def compose_scene(face: Image.Image, *, seed: int) -> Image.Image:
     return canvas
 
 
-def build_site(faces: Path, site: Path, shares: dict[str, float], *, per_term: int = 10, seed: int = 0) -> pd.DataFrame:
-    """Write a site of composed images: for each term, per_term images whose share of women is known.
-
-    Returns the truth table (term, rank, image, source_face, gender), also written to site/index.csv.
-    """
+def read_face_labels(faces: Path) -> pd.DataFrame:
+    """labels.csv (file, gender) of a folder of labelled face crops kept in its images/ subfolder."""
     labels_path = faces / "labels.csv"
     if not labels_path.is_file():
         raise MissingInputError(f"no labels.csv in {faces}: pass --faces with a folder of images/ and labels.csv")
-    labels = pd.read_csv(labels_path)
-    women = labels[labels.gender == "female"].file.tolist()
-    men = labels[labels.gender == "male"].file.tolist()
+    return pd.read_csv(labels_path)
+
+
+def build_site(labels: pd.DataFrame, images: Path, site: Path, shares: dict[str, float], *, per_term: int = 10,
+               seed: int = 0, reuse: bool = True) -> pd.DataFrame:
+    """Write a site of composed images: for each term, per_term images whose share of women is known.
+
+    Faces are drawn from labels (file, gender) without repeats within a term, or across terms when reuse is
+    False. Returns the truth table (term, rank, image, source_face, gender), also written to site/index.csv.
+    """
+    pools = {gender: labels[labels.gender == gender].file.tolist() for gender in ("female", "male")}
     rng = random.Random(seed)
+    for pool in pools.values():
+        rng.shuffle(pool)
     rows = []
     (site / "img").mkdir(parents=True, exist_ok=True)
     for term, share in shares.items():
         n_women = round(share * per_term)
-        picks = [(f, "female") for f in rng.sample(women, n_women)]
-        picks += [(f, "male") for f in rng.sample(men, per_term - n_women)]
+        picks = [(face, "female") for face in _draw(pools["female"], n_women, rng, reuse)]
+        picks += [(face, "male") for face in _draw(pools["male"], per_term - n_women, rng, reuse)]
         rng.shuffle(picks)
         for rank, (source, gender) in enumerate(picks, start=1):
             image = f"{folder_name(term)}_{rank:03d}.jpg"
-            with Image.open(faces / "images" / source) as face:
-                compose_scene(face, seed=zlib.crc32(f"{seed}/{term}/{rank}".encode())).save(site / "img" / image, quality=90)
+            with Image.open(images / source) as face:
+                scene = compose_scene(face, seed=zlib.crc32(f"{seed}/{term}/{rank}".encode()))
+                scene.save(site / "img" / image, quality=90)
             rows.append({"term": term, "rank": rank, "image": image, "source_face": source, "gender": gender})
     write_csv(site / "index.csv", rows, ["term", "rank", "image", "source_face", "gender"])
     return pd.DataFrame(rows)
+
+
+def _draw(pool: list[str], count: int, rng: random.Random, reuse: bool) -> list[str]:
+    if count > len(pool):
+        raise ValueError(f"asked for {count} faces of a kind, but only {len(pool)} are left")
+    if reuse:
+        return rng.sample(pool, count)
+    drawn, pool[:] = pool[:count], pool[count:]
+    return drawn
 
 
 def bing_page(results: list[dict], first: int) -> str:
@@ -151,5 +169,5 @@ def prepare_demo_site(out: Path, faces: Path) -> Path:
     """Build the demo's site below out (once; a rerun reuses it) and return its folder."""
     site = Path(out) / "demo_site"
     if not (site / "index.csv").is_file():
-        build_site(faces, site, DEMO_SHARES)
+        build_site(read_face_labels(faces), faces / "images", site, DEMO_SHARES, per_term=DEMO_PER_TERM)
     return site

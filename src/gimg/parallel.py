@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
 from typing import Callable, Iterable, Iterator, TypeVar
 
 from tqdm import tqdm
@@ -11,7 +12,10 @@ from tqdm import tqdm
 Item = TypeVar("Item")
 Result = TypeVar("Result")
 
-_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS")
+# OPENCV_FOR_THREADS_NUM is OpenCV's default for cv2.setNumThreads, read when cv2 is first imported.
+_THREAD_VARIABLES = (
+    "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS", "OPENCV_FOR_THREADS_NUM",
+)
 
 
 def default_workers() -> int:
@@ -23,6 +27,9 @@ def _single_threaded() -> None:
     """Each worker owns one core: native libraries must not start threads of their own."""
     for variable in _THREAD_VARIABLES:
         os.environ[variable] = "1"
+    opencv = sys.modules.get("cv2")
+    if opencv is not None:  # imported already, by the parent's main module that spawn re-imports here
+        opencv.setNumThreads(1)
 
 
 def imap(
