@@ -222,7 +222,8 @@ def download_term(term: str, layout: Layout, engine: Engine, limit: int, downloa
         journal.append(found)
         records += found
         todo = [result for result, record in zip(todo, reused) if record is None]
-        progress = tqdm(total=len(results), initial=len(records), desc=term[:30], unit="image", leave=False)
+        progress = tqdm(total=len(results), initial=len(records), desc=term[:30], unit="image", leave=False,
+                        disable=None)
         for batch in downloader.download(todo, folder):
             journal.append(batch)
             records += batch
@@ -269,7 +270,7 @@ def run_download(
     concurrent_terms = max(1, min(workers or default_workers(), len(terms)))
     with Downloader(options, max_pixels, min_side) as downloader, ThreadPoolExecutor(concurrent_terms) as pool:
         jobs = pool.map(lambda term: download_term(term, layout, searcher, limit, downloader), terms)
-        return list(tqdm(jobs, total=len(terms), desc="download", unit="term"))
+        return list(tqdm(jobs, total=len(terms), desc="download", unit="term", disable=None))
 
 
 def _search(term: str, folder: Path, engine: Engine, limit: int) -> list[SearchResult]:

@@ -49,12 +49,13 @@ def imap(
     """
     items = list(items)
     total = len(items) if total is None else total
+    bar = {"total": total, "desc": desc, "unit": "item", "leave": False, "disable": None}  # no bars off a terminal
     if workers <= 1 or len(items) <= 1:
-        yield from tqdm(map(function, items), total=total, desc=desc, unit="item", leave=False)
+        yield from tqdm(map(function, items), **bar)
         return
     # spawn, not fork: workers must not inherit the parent's threads (tqdm, HTTP pools) or any
     # half-initialised native library state; each worker loads its own models lazily, once.
     context = multiprocessing.get_context("spawn")
     with context.Pool(min(workers, len(items)), initializer=_single_threaded) as pool:
         results = pool.imap_unordered(function, items, chunksize=chunksize)
-        yield from tqdm(results, total=total, desc=desc, unit="item", leave=False)
+        yield from tqdm(results, **bar)
