@@ -210,7 +210,7 @@ def test_run_crop_skips_done_terms_and_clears_stale_crops(fixtures, tmp_path):
     assert run_crop(tmp_path, landmarks=True, workers=1)[0].status == "done"
     assert not stale.exists()
     assert sorted(path.name for path in layout.cropped("judge").iterdir()) == [
-        "0001_00000001_0.jpg", "0001_00000001_0.txt", "faces.csv"
+        "0001_00000001_0.jpg", "0001_00000001_0.txt", "faces.csv", "faces.settings.json"
     ]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import shutil
 import sys
 from pathlib import Path
 from urllib.parse import unquote
@@ -109,3 +110,15 @@ def test_shares_match_the_known_labels(study):
 def test_the_terms_index_maps_folders_back_to_terms(study):
     with (study["out"] / "terms.csv").open() as handle:
         assert [row["term"] for row in csv.DictReader(handle)] == list(SHARES)
+
+
+def test_changed_settings_redo_the_work_and_same_settings_skip_it(study, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "out"
+    shutil.copytree(study["out"], out)
+    capsys.readouterr()
+    assert run_gimg(monkeypatch, "crop", "--out", out, "--detector", "hog", "--workers", 1) == 0
+    assert f"crop: {len(SHARES)} done, 0 already done" in capsys.readouterr().out
+    assert run_gimg(monkeypatch, "crop", "--out", out, "--detector", "hog", "--workers", 1) == 0
+    assert f"crop: 0 done, {len(SHARES)} already done" in capsys.readouterr().out
+    assert run_gimg(monkeypatch, "classify", "--out", out, "--workers", 1) == 0
+    assert f"classify: {len(SHARES)} done, 0 already done" in capsys.readouterr().out

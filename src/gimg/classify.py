@@ -294,7 +294,7 @@ def _read_faces(path: Path) -> list[dict]:
         return list(csv.DictReader(handle))
 
 
-def _write_dataset(layout: Layout, term: str, term_records: list[ClassifyRecord]) -> TermOutcome:
+def _write_dataset(layout: Layout, term: str, term_records: list[ClassifyRecord], model: str) -> TermOutcome:
     """Write one term's Datasets/<term>.csv from its records, or say why not."""
     errors = [record.error for record in term_records if record.error]
     if errors:
@@ -302,7 +302,7 @@ def _write_dataset(layout: Layout, term: str, term_records: list[ClassifyRecord]
     rows = [row for record in term_records for row in record.rows]
     rows.sort(key=lambda row: (row["image"], int(row["face"])))
     try:
-        write_csv(layout.dataset(term), rows, DATASET_COLUMNS)
+        write_csv(layout.dataset(term), rows, DATASET_COLUMNS, {"model": model})
     except OSError as error:
         return TermOutcome(term, "failed", f"{type(error).__name__}: {error}; rerun to resume")
     unreadable = sum(record.unreadable for record in term_records)
@@ -329,8 +329,8 @@ def run_classify(
     tasks: list[ClassifyTask] = []
     records: dict[str, list[ClassifyRecord]] = {}
     for term in terms:
-        if is_fresh(layout.dataset(term), layout.faces(term)):
-            outcomes[term] = TermOutcome(term, "skipped", "dataset is newer than faces.csv")
+        if is_fresh(layout.dataset(term), layout.faces(term), {"model": model}):
+            outcomes[term] = TermOutcome(term, "skipped", "dataset is newer than faces.csv, same model")
             continue
         try:
             faces = _read_faces(layout.faces(term))
@@ -349,7 +349,7 @@ def run_classify(
     for record in parallel.imap(classify_one, tasks, workers=workers, desc="classify"):
         records[record.term].append(record)
     for term, term_records in records.items():
-        outcomes[term] = _write_dataset(layout, term, term_records)
+        outcomes[term] = _write_dataset(layout, term, term_records, model)
     return [outcomes[term] for term in terms]
 
 
@@ -386,7 +386,9 @@ def run_crop_classify(
         out, detector=detector, upsample=upsample, min_face=min_face, landmarks=landmarks, workers=workers,
         classify=CropClassifier(model, gpu),
     )
-    fused = {term: _write_dataset(layout, term, [_fused_record(term, crops, name)]) for term, crops in cropped.items()}
+    fused = {
+        term: _write_dataset(layout, term, [_fused_record(term, crops, name)], model) for term, crops in cropped.items()
+    }
     rest = run_classify(out, model=model, gpu=gpu, workers=workers)
     classify_outcomes = [fused.get(outcome.term, outcome) if outcome.status == "skipped" else outcome for outcome in rest]
     return crop_outcomes, classify_outcomes

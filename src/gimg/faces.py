@@ -270,9 +270,10 @@ def crop_terms(
     outcomes: dict[str, TermOutcome] = {}
     tasks: list[CropTask] = []
     records: dict[str, list[CropRecord]] = {}
+    settings = {"detector": detector, "upsample": upsample, "min_face": min_face, "landmarks": landmarks}
     for term in terms:
-        if is_fresh(layout.faces(term), layout.manifest(term)):
-            outcomes[term] = TermOutcome(term, "skipped", "faces.csv is newer than manifest.csv")
+        if is_fresh(layout.faces(term), layout.manifest(term), settings):
+            outcomes[term] = TermOutcome(term, "skipped", "faces.csv is newer than manifest.csv, same settings")
             continue
         try:
             images = _downloaded_images(layout.manifest(term))
@@ -297,7 +298,7 @@ def crop_terms(
         rows = [row for record in term_records for row in record.rows]
         rows.sort(key=lambda row: (row["image"], row["face"]))
         try:
-            write_csv(layout.faces(term), rows, FACES_COLUMNS)
+            write_csv(layout.faces(term), rows, FACES_COLUMNS, settings)
         except OSError as error:
             outcomes[term] = TermOutcome(term, "failed", f"{type(error).__name__}: {error}; rerun to resume")
             continue

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
 import os
 import re
 import tempfile
@@ -132,9 +133,21 @@ class Layout:
         return terms
 
 
-def is_fresh(output: Path, source: Path) -> bool:
-    """True when output exists and was written after source: that work is done."""
-    return output.exists() and output.stat().st_mtime_ns >= source.stat().st_mtime_ns
+def settings_path(output: Path) -> Path:
+    """The file beside an output that records the options it was made with."""
+    return output.with_name(f"{output.stem}.settings.json")
+
+
+def is_fresh(output: Path, source: Path, settings: dict | None = None) -> bool:
+    """True when output exists, was written after source and, if given, with these settings: that work is done."""
+    if not (output.exists() and output.stat().st_mtime_ns >= source.stat().st_mtime_ns):
+        return False
+    if settings is None:
+        return True
+    try:
+        return json.loads(settings_path(output).read_text(encoding="utf-8")) == settings
+    except (OSError, ValueError):  # no record, or a damaged one: the output cannot be trusted to match
+        return False
 
 
 @contextmanager
@@ -152,10 +165,16 @@ def atomic_path(target: Path) -> Iterator[Path]:
         temporary.unlink(missing_ok=True)
 
 
-def write_csv(target: Path, rows: list[dict], columns: list[str]) -> None:
-    """Write rows to a CSV atomically, with a fixed column order."""
+def write_csv(target: Path, rows: list[dict], columns: list[str], settings: dict | None = None) -> None:
+    """Write rows to a CSV atomically, with a fixed column order, then the settings it was made with.
+
+    The settings come second, so a run killed in between leaves outputs that is_fresh will redo.
+    """
     with atomic_path(target) as temporary:
         with temporary.open("w", newline="", encoding="utf-8") as handle:
             writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
             writer.writeheader()
             writer.writerows(rows)
+    if settings is not None:
+        with atomic_path(settings_path(target)) as temporary:
+            temporary.write_text(json.dumps(settings, sort_keys=True), encoding="utf-8")
