@@ -54,7 +54,7 @@ def truth_run(shared_data, tmp_path_factory):
 
 def test_corrected_shares_are_within_five_points_of_the_truth(truth_run):
     summary, evaluation = truth_run
-    print(summary[["faces", "share_women", "corrected_share", "corrected_low", "corrected_high", "truth"]])
+    print(summary[["faces", "share_women", "corrected_share", "corrected_low", "corrected_high", "truth"]].to_string())
     print("evaluation sensitivity", evaluation["sensitivity"], "specificity", evaluation["specificity"])
     assert (summary.faces >= 0.9 * PER_TERM).all()
     assert ((summary.corrected_share - summary.truth).abs() <= 0.05).all()
