@@ -82,3 +82,36 @@ def test_strips_are_capped_and_spread(tmp_path, fixtures):
     assert len(strip) == 30
     assert strip[0][1] == 0.0 and strip[-1][1] == 0.79
     assert [p for _, p in strip] == sorted(p for _, p in strip)
+
+
+@pytest.mark.skipif(not Path("/usr/bin/chromedriver").exists(), reason="needs Debian chromium and chromium-driver")
+def test_report_renders_its_plot_in_headless_chromium(tmp_path, fixtures):
+    """Open report.html in the real browser, screenshot the scatter plot, and check that it shows a plot."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+
+    from gimg.engines.google import BROWSER_ARGUMENTS
+
+    analyse(tmp_path)
+    write_crops(tmp_path / "out", fixtures)
+    report = analyse(tmp_path, face_policy="all").report_html
+    options = Options()
+    options.binary_location = "/usr/bin/chromium"
+    for argument in (*BROWSER_ARGUMENTS, f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1200,1600"):
+        options.add_argument(argument)
+    driver = webdriver.Chrome(service=Service(executable_path="/usr/bin/chromedriver"), options=options)
+    try:
+        driver.get(report.resolve().as_uri())
+        plot = driver.find_element(By.CSS_SELECTOR, 'img[alt^="Scatter plot"]')
+        assert driver.execute_script("return arguments[0].complete && arguments[0].naturalWidth", plot) > 300
+        shot = Image.open(io.BytesIO(plot.screenshot_as_png)).convert("RGB")
+        driver.save_screenshot(str(tmp_path / "report.png"))
+    finally:
+        driver.quit()
+    assert shot.width > 300 and shot.height > 200
+    colours = shot.getcolors(maxcolors=1 << 16)
+    assert colours is None or len(colours) > 50, "the plot area is blank"
+    dark = sum(count for count, rgb in (colours or []) if sum(rgb) < 200)
+    assert colours is None or dark > 500, "no axes, labels or points drawn"
