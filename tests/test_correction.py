@@ -87,7 +87,7 @@ def test_shipped_evaluation_of_the_default_model():
     assert evaluation.model == "onnx:gender-v1"
     assert evaluation.n >= 1000 and evaluation.cutoff == 0.5
     assert 0.8 < evaluation.sensitivity < 1 and 0.8 < evaluation.specificity < 1
-    assert "UTKFace" in evaluation.dataset and "run_crop" in evaluation.provenance
+    assert "UTKFace" in evaluation.dataset and "gimg evaluate" in evaluation.provenance
 
 
 def test_error_rates_follow_their_posteriors():

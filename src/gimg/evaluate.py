@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from importlib.metadata import version
 from dataclasses import dataclass
@@ -200,6 +201,15 @@ def summarize(scored: pd.DataFrame, *, cutoff: float, model: str, dataset: str) 
     }
 
 
+def _without_nan(value):
+    """The metrics with undefined rates (NaN) as JSON null, so that any JSON reader can load the file."""
+    if isinstance(value, dict):
+        return {key: _without_nan(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_without_nan(item) for item in value]
+    return None if isinstance(value, float) and math.isnan(value) else value
+
+
 def contact_sheet(wrong: pd.DataFrame, crops: Path, target: Path) -> None:
     """A grid of misclassified face crops, each captioned with its label and p_female."""
     shown = wrong.head(_CONTACT_MAX)
@@ -242,7 +252,7 @@ def run_evaluate(labels_csv: Path, *, images: Path | None = None, out: Path = Pa
     metrics = summarize(scored, cutoff=cutoff, model=str(faces.model.iloc[0]) if len(faces) else model,
                         dataset=str(Path(labels_csv).resolve()))
     json_path = out / "evaluation.json"
-    json_path.write_text(json.dumps(metrics, indent=2, allow_nan=True) + "\n")
+    json_path.write_text(json.dumps(_without_nan(metrics), indent=2, allow_nan=False) + "\n")
     predictions_path = out / "predictions.csv"
     scored.to_csv(predictions_path, index=False)
     wrong = scored.dropna(subset=["p_female"])
