@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import os
 import sys
-from functools import wraps
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 import click
 
