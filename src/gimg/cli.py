@@ -55,6 +55,8 @@ download_options = _compose(
                  help="CSV with term,url[,rank] columns, for --engine urls."),
     click.option("--limit", type=click.IntRange(min=1), default=500, show_default=True,
                  help="Number of top results to download per term."),
+    click.option("--max-per-host", "per_host", type=click.IntRange(min=1), default=4, show_default=True,
+                 help="Most downloads in flight to any one host, to stay polite."),
 )
 crop_options = _compose(
     click.option("--detector", type=click.Choice(DETECTOR_CHOICES), default="blazeface", show_default=True,
@@ -128,7 +130,7 @@ def cli() -> None:
 @download_options
 @workers_option
 def download(terms: Path, out: Path, engine: str, engine_url: str | None, urls_csv: Path | None,
-             limit: int, workers: int | None) -> None:
+             limit: int, per_host: int, workers: int | None) -> None:
     """Download the top image results of each term in TERMS (a text file, one term per line).
 
     Example: gimg download professions.txt --engine bing --limit 200
@@ -137,7 +139,7 @@ def download(terms: Path, out: Path, engine: str, engine_url: str | None, urls_c
     from .layout import read_terms
 
     outcomes = run_download(read_terms(terms), out, engine=engine, engine_url=engine_url,
-                            urls_csv=urls_csv, limit=limit, workers=workers)
+                            urls_csv=urls_csv, limit=limit, per_host=per_host, workers=workers)
     finish(report("download", outcomes))
 
 

@@ -32,6 +32,7 @@ def run_pipeline(
     engine_url: str | None = None,
     urls_csv: Path | None = None,
     limit: int = 500,
+    per_host: int | None = None,
     detector: str = "blazeface",
     upsample: int = 1,
     min_face: float | None = None,
@@ -58,7 +59,7 @@ def run_pipeline(
         check_gpu(model)
     result = PipelineResult()
     result.outcomes["download"] = run_download(terms, out, engine=engine, engine_url=engine_url, urls_csv=urls_csv,
-                                               limit=limit, workers=workers)
+                                               limit=limit, per_host=per_host, workers=workers)
     on_stage("download", result.outcomes["download"])
     result.outcomes["crop"], result.outcomes["classify"] = run_crop_classify(
         out, detector=detector, upsample=upsample, min_face=min_face, landmarks=landmarks, model=model, gpu=gpu,
