@@ -233,6 +233,7 @@ def run_evaluate(labels_csv: Path, *, images: Path | None = None, out: Path = Pa
                  model: str = "onnx", detector: str = "blazeface", cutoff: float = 0.5,
                  workers: int | None = None) -> EvaluationResult:
     """Run crop + classify on labelled images and write evaluation.json, predictions.csv and a contact sheet."""
+    from .analyze import biggest_faces
     from .classify import run_classify
     from .faces import run_crop
 
@@ -246,8 +247,7 @@ def run_evaluate(labels_csv: Path, *, images: Path | None = None, out: Path = Pa
     run_classify(out, model=model, workers=workers)
     layout = Layout(out)
     faces = pd.read_csv(layout.dataset(EVALUATION_TERM))
-    faces["area"] = (faces.right - faces.left) * (faces.bottom - faces.top)
-    biggest = faces.sort_values("area").groupby("image").tail(1)[["image", "file", "p_female"]].rename(columns={"file": "crop"})
+    biggest = biggest_faces(faces)[["image", "file", "p_female"]].rename(columns={"file": "crop"})
     scored = staged.merge(biggest, on="image", how="left")
     metrics = summarize(scored, cutoff=cutoff, model=str(faces.model.iloc[0]) if len(faces) else model,
                         dataset=str(Path(labels_csv).resolve()))
