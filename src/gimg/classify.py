@@ -12,11 +12,10 @@ import cv2
 import dlib
 import numpy as np
 import onnxruntime
-from PIL import Image
 
 from . import models, parallel
 from .errors import ModelError
-from .faces import Box, CropRecord, box_in_crop, crop_terms
+from .faces import Box, CropRecord, box_in_crop, crop_terms, decode_crop
 from .layout import Layout, is_fresh, write_csv
 from .outcome import TermOutcome
 
@@ -271,8 +270,7 @@ def classify_one(task: ClassifyTask) -> ClassifyRecord:
     kept: list[dict] = []
     for face in task.faces:
         try:
-            with Image.open(Path(task.crop_dir) / face["file"]) as picture:
-                crops.append((np.asarray(picture.convert("RGB")), box_in_crop(face)))
+            crops.append((decode_crop((Path(task.crop_dir) / face["file"]).read_bytes()), box_in_crop(face)))
             kept.append(face)
         except Exception:  # a missing or corrupt crop is counted, not fatal: its row is left out
             continue
