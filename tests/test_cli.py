@@ -110,3 +110,13 @@ def test_gpu_without_a_gpu(gimg, tmp_path):
     code, _, err = gimg("pipeline", terms, "--out", tmp_path, "--census", REPO / "professions.csv", "--gpu")
     assert code == 2
     assert "--gpu" in one_line_error(err)
+
+
+def test_missing_evaluation_file_is_caught_before_any_work(gimg, tmp_path):
+    terms = tmp_path / "terms.txt"
+    terms.write_text("nurse\n")
+    code, _, err = gimg("pipeline", terms, "--out", tmp_path, "--census", REPO / "professions.csv",
+                        "--evaluation", tmp_path / "evaluation.json")
+    assert code == 2
+    assert "evaluation" in one_line_error(err)
+    assert not (tmp_path / "Downloaded_images").exists()

@@ -8,6 +8,7 @@ from typing import Callable
 
 from .analyze import AnalysisResult, read_census, run_analyze
 from .classify import check_gpu, run_crop_classify
+from .correction import load_evaluation
 from .download import run_download
 from .outcome import TermOutcome
 
@@ -50,11 +51,13 @@ def run_pipeline(
     workers: int | None = None,
     on_stage: Callable[[str, list[TermOutcome]], object] = lambda stage, outcomes: None,
 ) -> PipelineResult:
-    """Run the four stages; options that could only fail late (census, GPU) are checked first.
+    """Run the four stages; options that could only fail late (census, evaluation, GPU) are checked first.
 
     Crop and classify run as one pass over the images (run_crop_classify), with both stages' outputs.
     """
     read_census(census)
+    if evaluation is not None:
+        load_evaluation(evaluation)
     if gpu:
         check_gpu(model)
     result = PipelineResult()
