@@ -1,6 +1,7 @@
 """gimg: how image search portrays occupations by gender, compared with the census.
 
-The Python API mirrors the CLI: run_download, run_crop, run_classify, run_analyze and run_pipeline.
+The Python API mirrors the CLI: run_download, run_crop, run_classify, run_analyze, run_pipeline and
+run_evaluate.
 They are imported on first use, so `import gimg` stays light.
 """
 
@@ -14,6 +15,7 @@ _EXPORTS = {
     "run_classify": "classify",
     "run_analyze": "analyze",
     "run_pipeline": "pipeline",
+    "run_evaluate": "evaluate",
 }
 __all__ = ["__version__", *_EXPORTS]
 
