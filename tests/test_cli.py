@@ -120,3 +120,13 @@ def test_missing_evaluation_file_is_caught_before_any_work(gimg, tmp_path):
     assert code == 2
     assert "evaluation" in one_line_error(err)
     assert not (tmp_path / "Downloaded_images").exists()
+
+
+def test_the_python_api_mirrors_the_cli():
+    import gimg
+
+    for name in gimg.__all__:
+        assert callable(getattr(gimg, name)) or name == "__version__"
+    assert {"run_download", "run_crop", "run_classify", "run_analyze", "run_pipeline", "run_evaluate"} <= set(
+        gimg.__all__
+    )
