@@ -28,3 +28,12 @@ def test_imap_returns_every_result(workers):
 def test_workers_run_opencv_single_threaded():
     """cv2 is already imported here, so the spawned workers import it before their initializer runs."""
     assert set(parallel.imap(_threads, range(8), workers=2, desc="test")) == {("1", 1)}
+
+
+@pytest.mark.parametrize("count, workers, largest", [(0, 2, 16), (1, 2, 16), (300, 2, 16), (10_000, 2, 16), (50, 4, 3)])
+def test_guided_chunks_cover_every_item_and_shrink_to_one(count, workers, largest):
+    sizes = parallel.guided_chunks(count, workers, largest)
+    assert sum(sizes) == count
+    assert all(1 <= size <= largest for size in sizes)
+    assert sizes == sorted(sizes, reverse=True)
+    assert sizes[-1:] in ([], [1])

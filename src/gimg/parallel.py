@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import sys
+from functools import partial
 from typing import Callable, Iterable, Iterator, TypeVar
 
 from tqdm import tqdm
@@ -32,6 +33,23 @@ def _single_threaded() -> None:
         opencv.setNumThreads(1)
 
 
+def guided_chunks(count: int, workers: int, largest: int) -> list[int]:
+    """Sizes of consecutive chunks of count items: up to largest, shrinking near the end so workers finish together.
+
+    Each chunk holds a 1/(4 x workers) share of the items still unassigned (OpenMP's guided schedule), so
+    the last chunks hold one item and no worker waits long for another's last chunk.
+    """
+    sizes = []
+    while count > 0:
+        sizes.append(max(1, min(largest, count // (4 * max(workers, 1)))))
+        count -= sizes[-1]
+    return sizes
+
+
+def _apply(function: Callable[[Item], Result], chunk: list[Item]) -> list[Result]:
+    return [function(item) for item in chunk]
+
+
 def imap(
     function: Callable[[Item], Result],
     items: Iterable[Item],
@@ -44,8 +62,8 @@ def imap(
     """Apply function to every item over `workers` processes, yielding results as they finish.
 
     The function must be a module-level callable (or a picklable object) that never raises: failures
-    are results with a status. With one worker the work runs in this process, which keeps tracebacks
-    and debuggers simple.
+    are results with a status. Items go out in guided_chunks of at most chunksize items. With one worker
+    the work runs in this process, which keeps tracebacks and debuggers simple.
     """
     items = list(items)
     total = len(items) if total is None else total
@@ -56,6 +74,11 @@ def imap(
     # spawn, not fork: workers must not inherit the parent's threads (tqdm, HTTP pools) or any
     # half-initialised native library state; each worker loads its own models lazily, once.
     context = multiprocessing.get_context("spawn")
-    with context.Pool(min(workers, len(items)), initializer=_single_threaded) as pool:
-        results = pool.imap_unordered(function, items, chunksize=chunksize)
-        yield from tqdm(results, **bar)
+    chunks, start = [], 0
+    for size in guided_chunks(len(items), workers, chunksize):
+        chunks.append(items[start : start + size])
+        start += size
+    with context.Pool(min(workers, len(items)), initializer=_single_threaded) as pool, tqdm(**bar) as progress:
+        for results in pool.imap_unordered(partial(_apply, function), chunks):
+            progress.update(len(results))
+            yield from results
