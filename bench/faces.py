@@ -25,18 +25,20 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
-import dlib
-import numpy as np
-import pandas as pd
-import psutil
-from PIL import Image
-
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent / "tests")]
 
-from caffe_fixture import write_caffemodel  # noqa: E402
-from images import SHARED_DATA, build_bench_images, has_scene_background  # noqa: E402
+# gimg's spawned pool workers re-import this script as __mp_main__. Users' workers never load the bench's own
+# modules (the `gimg` command imports only click), so neither may the bench's: that would time the bench, not gimg.
+if __name__ != "__mp_main__":
+    import cv2
+    import dlib
+    import numpy as np
+    import pandas as pd
+    import psutil
+    from caffe_fixture import write_caffemodel
+    from images import SHARED_DATA, build_bench_images, has_scene_background
+    from PIL import Image
 
 from gimg import models  # noqa: E402
 from gimg.classify import run_classify, run_crop_classify  # noqa: E402
