@@ -22,6 +22,8 @@ from urllib.parse import urlsplit
 
 from PIL import Image
 
+from gimg.localengine import serving
+
 Behaviour = Callable[[BaseHTTPRequestHandler, int], None]
 
 
@@ -257,12 +259,6 @@ def serve(routes: dict[str, Behaviour], *, host: str = "127.0.0.1", latency: flo
         def handle_error(self, request, client_address) -> None:
             pass  # resets and hang-ups are what this server is for
 
-    server = Server((host, 0), Handler)
-    running = FaultServer(f"http://{host}:{server.server_address[1]}", routes, latency)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
+    with serving(Server((host, 0), Handler)) as url:
+        running = FaultServer(url, routes, latency)
         yield running
-    finally:
-        server.shutdown()
-        server.server_close()

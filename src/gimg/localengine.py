@@ -151,18 +151,25 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 @contextmanager
+def serving(server: ThreadingHTTPServer) -> Iterator[str]:
+    """Run a server in a daemon thread until the block ends; yield its base URL."""
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        host, port = server.server_address[:2]
+        yield f"http://{host}:{port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@contextmanager
 def serve_site(site: Path) -> Iterator[str]:
     """Serve a site built by build_site on 127.0.0.1 (an ephemeral port); yield its base URL."""
     index = pd.read_csv(site / "index.csv")
     handler = type("SiteHandler", (_Handler,), {"site": site, "index": index})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(ThreadingHTTPServer(("127.0.0.1", 0), handler)) as base_url:
+        yield base_url
 
 
 def prepare_demo_site(out: Path, faces: Path) -> Path:
