@@ -37,7 +37,7 @@ if __name__ != "__mp_main__":
     import pandas as pd
     import psutil
     from caffe_fixture import write_caffemodel
-    from images import SHARED_DATA, build_bench_images, has_scene_background
+    from images import SHARED_DATA, build_bench_images, has_scene_background, require_shared_data
     from PIL import Image
 
 from gimg import models  # noqa: E402
@@ -243,9 +243,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the bench images")
     parser.add_argument("--shared-data", type=Path, default=SHARED_DATA, help="the shared data folder")
     options = parser.parse_args()
-    if not options.shared_data.is_dir():
-        print(f"error: {options.shared_data} is absent: the bench images are made from ../shared/data", file=sys.stderr)
-        sys.exit(2)
+    require_shared_data(options.shared_data)
     sizes = [int(size) for size in options.sizes.split(",") if size]
     with tempfile.TemporaryDirectory(prefix="gimg-bench-") as temporary:
         work = Path(temporary)

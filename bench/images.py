@@ -137,6 +137,13 @@ def build_bench_images(shared_data: Path, out: Path, count: int, seed: int = 0) 
     return truth
 
 
+def require_shared_data(shared_data: Path) -> None:
+    """Exit 2 with one line when the shared data the bench images are made from is absent."""
+    if not shared_data.is_dir():
+        print(f"error: {shared_data} is absent: the bench images are made from ../shared/data", file=sys.stderr)
+        sys.exit(2)
+
+
 def main() -> None:
     """Parse the command line and build the image set."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -145,9 +152,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="random seed (same seed, same images)")
     parser.add_argument("--shared-data", type=Path, default=SHARED_DATA, help="the shared data folder")
     options = parser.parse_args()
-    if not options.shared_data.is_dir():
-        print(f"error: {options.shared_data} is absent: the bench images are made from ../shared/data", file=sys.stderr)
-        sys.exit(2)
+    require_shared_data(options.shared_data)
     truth = build_bench_images(options.shared_data, options.out, options.count, options.seed)
     print(f"wrote {options.count} images and {len(truth)} pasted faces to {options.out}")
 
