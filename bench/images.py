@@ -153,7 +153,11 @@ def main() -> None:
     parser.add_argument("--shared-data", type=Path, default=SHARED_DATA, help="the shared data folder")
     options = parser.parse_args()
     require_shared_data(options.shared_data)
-    truth = build_bench_images(options.shared_data, options.out, options.count, options.seed)
+    try:
+        truth = build_bench_images(options.shared_data, options.out, options.count, options.seed)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
     print(f"wrote {options.count} images and {len(truth)} pasted faces to {options.out}")
 
 
