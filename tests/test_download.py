@@ -14,11 +14,11 @@ import pytest
 from localhttp import reply, serve
 from PIL import Image
 
-from gimg import download
-from gimg.download import COLUMNS
-from gimg.validate import validate_image
+from gimg.download import COLUMNS, run_download
 from gimg.errors import GimgError
 from gimg.layout import Layout
+from gimg.options import DownloadOptions, ExecutionOptions
+from gimg.validate import validate_image
 
 CAPTCHA = "<html><body>Please complete the CAPTCHA below</body></html>"
 
@@ -97,7 +97,8 @@ def _manifest(path: Path) -> list[dict]:
 
 
 def test_download_keeps_good_images_and_records_every_result(server, files, tmp_path):
-    outcomes = download.run_download(["nurse"], tmp_path, engine_url=server.url, limit=30, workers=1)
+    options = DownloadOptions(engine_url=server.url, limit=30)
+    outcomes = run_download(["nurse"], tmp_path, options, ExecutionOptions(workers=1))
     assert [(o.term, o.status) for o in outcomes] == [("nurse", "done")]
     assert (
         outcomes[0].detail
@@ -138,14 +139,14 @@ def test_download_keeps_good_images_and_records_every_result(server, files, tmp_
 
 
 def test_rerun_skips_and_resume_reuses_kept_files(server, tmp_path):
-    download.run_download(["nurse"], tmp_path, engine_url=server.url, limit=30)
+    run_download(["nurse"], tmp_path, DownloadOptions(engine_url=server.url, limit=30))
     first = _manifest(Layout(tmp_path).manifest("nurse"))
     requests = len(server.log)
-    assert [o.status for o in download.run_download(["nurse"], tmp_path, engine_url=server.url)] == ["skipped"]
+    assert [o.status for o in run_download(["nurse"], tmp_path, DownloadOptions(engine_url=server.url))] == ["skipped"]
     assert len(server.log) == requests
 
     Layout(tmp_path).manifest("nurse").unlink()  # as if the first run had crashed before its marker
-    outcome = download.run_download(["nurse"], tmp_path, engine_url=server.url, limit=30)
+    outcome = run_download(["nurse"], tmp_path, DownloadOptions(engine_url=server.url, limit=30))
     again = _manifest(Layout(tmp_path).manifest("nurse"))
     assert outcome[0].status == "done"
     assert [(r["status"], r["file"], r["sha256"]) for r in again] == [
@@ -156,7 +157,8 @@ def test_rerun_skips_and_resume_reuses_kept_files(server, tmp_path):
 
 
 def test_blocked_term_fails_alone(server, tmp_path):
-    outcomes = download.run_download(["blocked", "nurse"], tmp_path, engine_url=server.url, limit=10, workers=2)
+    options = DownloadOptions(engine_url=server.url, limit=10)
+    outcomes = run_download(["blocked", "nurse"], tmp_path, options, ExecutionOptions(workers=2))
     assert [(o.term, o.status) for o in outcomes] == [("blocked", "failed"), ("nurse", "done")]
     assert outcomes[0].detail == "bing: blocked by a captcha/consent page for 'blocked'"
     assert not Layout(tmp_path).manifest("blocked").exists()
@@ -166,7 +168,7 @@ def test_blocked_term_fails_alone(server, tmp_path):
 def test_urls_engine_downloads_exactly_the_listed_urls(server, tmp_path):
     table = tmp_path / "urls.csv"
     table.write_text(f"term,url,rank\nnurse,{server.url}/img/face1.jpg,7\nnurse,{server.url}/img/face0.jpg,3\n")
-    outcomes = download.run_download(["nurse"], tmp_path / "out", engine="urls", urls_csv=table, limit=5)
+    outcomes = run_download(["nurse"], tmp_path / "out", DownloadOptions(engine="urls", urls=table, limit=5))
     rows = _manifest(Layout(tmp_path / "out").manifest("nurse"))
     assert outcomes[0].detail.startswith("2 downloaded") and "2 of 5 requested" in outcomes[0].detail
     assert [(row["rank"], row["url"].rsplit("/", 1)[1], row["engine"]) for row in rows] == [
@@ -180,13 +182,13 @@ def test_urls_engine_downloads_exactly_the_listed_urls(server, tmp_path):
     "options, message",
     [
         ({"engine": "yahoo"}, "unknown engine 'yahoo'"),
-        ({"engine": "urls", "urls_csv": Path("absent.csv")}, "urls file absent.csv not found"),
+        ({"engine": "urls", "urls": Path("absent.csv")}, "urls file absent.csv not found"),
         ({"limit": 0}, "--limit must be at least 1"),
     ],
 )
 def test_bad_options_raise_before_any_work(tmp_path, options, message):
     with pytest.raises(GimgError, match=message):
-        download.run_download(["nurse"], tmp_path / "out", **options)
+        run_download(["nurse"], tmp_path / "out", DownloadOptions(**options))
     assert not (tmp_path / "out").exists()
 
 

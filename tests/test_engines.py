@@ -9,6 +9,7 @@ import pytest
 from localhttp import reply, serve
 
 from gimg.engines import ENGINES, SearchResult, default_page_delay, make_engine
+from gimg.options import DownloadOptions
 from gimg.engines.base import USER_AGENT
 from gimg.engines.bing import parse_bing
 from gimg.engines.duckduckgo import parse_duckduckgo, parse_vqd
@@ -72,7 +73,7 @@ def test_bing_paginates_until_limit_or_nothing_new(end, limit, pages, found):
         return reply(_bing_page(first, min(first + 35, total + 1)))
 
     with serve(route) as server:
-        results = make_engine("bing", base_url=server.url).search("nurse", limit)
+        results = make_engine(DownloadOptions(engine="bing", engine_url=server.url)).search("nurse", limit)
     assert [result.rank for result in results] == list(range(1, found + 1))
     assert results[0] == SearchResult(1, "http://img.test/1.jpg", "http://page.test/1", "bing")
     assert results[-1].url == f"http://img.test/{found}.jpg"
@@ -98,7 +99,7 @@ def test_engines_fail_loudly_on_block_and_markup_pages(engine, page, status, mes
         return reply(page, status=status)
 
     with serve(route) as server, pytest.raises(EngineError) as caught:
-        make_engine(engine, base_url=server.url).search("nurse", 10)
+        make_engine(DownloadOptions(engine=engine, engine_url=server.url)).search("nurse", 10)
     text = str(caught.value)
     assert text.startswith(f"{engine}: ") and message.format(engine=engine) in text and "\n" not in text
 
@@ -115,7 +116,7 @@ def test_duckduckgo_follows_next_and_sends_token():
         return reply(json.dumps(answer), "application/json")
 
     with serve(route) as server:
-        results = make_engine("duckduckgo", base_url=server.url).search("nurse", 100)
+        results = make_engine(DownloadOptions(engine="duckduckgo", engine_url=server.url)).search("nurse", 100)
     assert len(results) == 9 and results[3] == SearchResult(
         4, "http://img.test/2-0.jpg", "http://page.test/0", "duckduckgo"
     )
@@ -126,15 +127,15 @@ def test_duckduckgo_follows_next_and_sends_token():
 def test_requests_say_who_they_are(engine):
     with serve(lambda path, query: reply("<p>no results</p>")) as server:
         with pytest.raises(EngineError):
-            make_engine(engine, base_url=server.url).search("nurse", 10)
+            make_engine(DownloadOptions(engine=engine, engine_url=server.url)).search("nurse", 10)
     assert server.log[0][2]["User-Agent"] == USER_AGENT
     assert USER_AGENT.startswith("gimg/") and USER_AGENT.endswith(" (+research; image-search audit)")
 
 
 def test_unknown_engine_lists_choices():
     with pytest.raises(GimgError, match="unknown engine 'yahoo': choose one of google, bing, duckduckgo, urls"):
-        make_engine("yahoo")
-    assert ENGINES == ("google", "bing", "duckduckgo", "urls")
+        make_engine(DownloadOptions(engine="yahoo"))
+    assert tuple(ENGINES) == ("google", "bing", "duckduckgo", "urls")
 
 
 @pytest.mark.parametrize(
@@ -156,7 +157,7 @@ def test_urls_engine_orders_by_rank_or_file_order(tmp_path):
         "judge,http://b.test/x.jpg,,\n"
         "nurse,http://a.test/2.jpg,2,\n"
     )
-    engine = make_engine("urls", urls_csv=table)
+    engine = make_engine(DownloadOptions(engine="urls", urls=table))
     assert [(r.rank, r.url, r.source_page) for r in engine.search("nurse", 10)] == [
         (1, "http://a.test/1.jpg", ""),
         (2, "http://a.test/2.jpg", ""),
@@ -181,12 +182,12 @@ def test_urls_engine_rejects_bad_files(tmp_path, content, message):
     if content is not None:
         table.write_text(content)
     with pytest.raises(GimgError, match=message):
-        make_engine("urls", urls_csv=table)
+        make_engine(DownloadOptions(engine="urls", urls=table))
 
 
 def test_urls_engine_needs_a_file():
     with pytest.raises(GimgError, match="--engine urls needs --urls CSV"):
-        make_engine("urls")
+        make_engine(DownloadOptions(engine="urls"))
 
 
 @pytest.mark.parametrize(
@@ -201,7 +202,7 @@ def test_zero_results_is_not_markup_changed(engine, answer):
         return reply("<script>vqd='4-42'</script>") if path == "/" else reply(answer)
 
     with serve(route) as server:
-        assert make_engine(engine, base_url=server.url).search("xq", 10) == []
+        assert make_engine(DownloadOptions(engine=engine, engine_url=server.url)).search("xq", 10) == []
 
 
 @pytest.mark.parametrize("engine", ["bing", "duckduckgo"])
@@ -221,12 +222,12 @@ def test_engine_pages_are_retried_after_5xx_and_429(engine):
         return reply(json.dumps({"results": [{"image": f"http://img.test/{n}.jpg", "url": ""} for n in range(3)]}))
 
     with serve(route) as server:
-        results = make_engine(engine, base_url=server.url).search("nurse", 3)
+        results = make_engine(DownloadOptions(engine=engine, engine_url=server.url)).search("nurse", 3)
     assert len(results) == 3
 
 
 def test_long_retry_after_on_a_search_page_fails_the_term_in_one_line():
     with serve(lambda path, query: reply("slow down", status=429, Retry_After="3600")) as server:
         with pytest.raises(EngineError, match=r"^bing: rate limited \(HTTP 429, Retry-After 3600 s\) for 'nurse'"):
-            make_engine("bing", base_url=server.url).search("nurse", 10)
+            make_engine(DownloadOptions(engine="bing", engine_url=server.url)).search("nurse", 10)
     assert len(server.log) == 1

@@ -13,6 +13,7 @@ from PIL import Image
 from gimg.cli import main
 from gimg.errors import GimgError
 from gimg.evaluate import calibration, confusion, rates, read_labels, run_evaluate
+from gimg.options import ExecutionOptions
 
 
 def test_confusion_and_rates_by_hand():
@@ -43,10 +44,12 @@ def test_bad_labels_say_what_to_do(tmp_path):
     with pytest.raises(GimgError, match="female or male"):
         read_labels(path)
 
+TWO = ExecutionOptions(workers=2)
+
 
 @pytest.fixture(scope="module")
 def fixture_evaluation(tmp_path_factory, fixtures):
-    return run_evaluate(fixtures / "faces" / "labels.csv", out=tmp_path_factory.mktemp("eval"), workers=2)
+    return run_evaluate(fixtures / "faces" / "labels.csv", tmp_path_factory.mktemp("eval"), execution=TWO)
 
 
 def test_evaluation_of_the_fixture_faces(fixture_evaluation, fixtures):
@@ -70,7 +73,8 @@ def test_evaluation_of_the_fixture_faces(fixture_evaluation, fixtures):
 def test_rerun_reuses_the_staged_work(fixture_evaluation, fixtures):
     dataset = fixture_evaluation.json_path.parent / "Datasets" / "evaluation.csv"
     stamp = dataset.stat().st_mtime_ns
-    again = run_evaluate(fixtures / "faces" / "labels.csv", out=fixture_evaluation.json_path.parent, workers=1)
+    again = run_evaluate(fixtures / "faces" / "labels.csv", fixture_evaluation.json_path.parent,
+                         execution=ExecutionOptions(workers=1))
     assert dataset.stat().st_mtime_ns == stamp
     assert again.metrics["counts"] == fixture_evaluation.metrics["counts"]
 
@@ -86,7 +90,7 @@ def test_cli_evaluate_reports_in_a_few_lines(monkeypatch, capsys, fixture_evalua
 
 def test_evaluation_on_the_shared_utkface_subset(shared_data, tmp_path):
     """All 2,000 labelled faces: the figures of the default model's shipped evaluation."""
-    result = run_evaluate(shared_data / "faces" / "utkface" / "labels.csv", out=tmp_path, workers=2)
+    result = run_evaluate(shared_data / "faces" / "utkface" / "labels.csv", tmp_path, execution=TWO)
     metrics = result.metrics
     print(json.dumps({k: metrics[k] for k in ("counts", "accuracy", "sensitivity", "specificity", "no_face")}))
     assert metrics["counts"]["n"] >= 1900

@@ -11,19 +11,10 @@ import pytest
 from PIL import Image
 
 from gimg.errors import MissingInputError
-from gimg.faces import (
-    MIN_FACE_FLOOR,
-    Box,
-    CropTask,
-    auto_min_face,
-    chunksize,
-    crop_box,
-    crop_one,
-    detect_faces,
-    landmarks_68,
-    run_crop,
-)
+from gimg.crops import Box, crop_box
+from gimg.faces import MIN_FACE_FLOOR, CropTask, auto_min_face, chunksize, crop_one, detect_faces, landmarks_68, run_crop
 from gimg.layout import Layout, write_csv
+from gimg.options import CropOptions, ExecutionOptions
 
 MANIFEST_COLUMNS = ["rank", "url", "source_page", "engine", "time", "sha256", "status", "error", "file"]
 FACES_COLUMNS = (
@@ -99,7 +90,7 @@ def iou(a: Box, b: Box) -> float:
     ],
 )
 def test_detect_faces_matches_labelled_boxes(fixtures, image, detector, upsample, count):
-    found = detect_faces(read_rgb(fixtures / "scenes" / image), detector=detector, upsample=upsample)
+    found = detect_faces(read_rgb(fixtures / "scenes" / image), CropOptions(detector=detector, upsample=upsample))
     labelled = labelled_boxes(fixtures, image)
     assert len(labelled) == count and len(found) == count
     assert all(isinstance(box, Box) and all(type(value) is int for value in box) for box in found)
@@ -109,11 +100,11 @@ def test_detect_faces_matches_labelled_boxes(fixtures, image, detector, upsample
 
 def test_unknown_detector_lists_choices():
     with pytest.raises(ValueError, match="blazeface, hog, cnn"):
-        detect_faces(np.zeros((10, 10, 3), np.uint8), detector="haar")
+        detect_faces(np.zeros((10, 10, 3), np.uint8), CropOptions(detector="haar"))
     with pytest.raises(ValueError, match="blazeface, hog, cnn"):
-        run_crop(Path("."), detector="haar")
-    with pytest.raises(ValueError, match="min_face"):
-        run_crop(Path("."), min_face=0)
+        run_crop(Path("."), CropOptions(detector="haar"))
+    with pytest.raises(ValueError, match="min-face"):
+        run_crop(Path("."), CropOptions(min_face=0))
 
 
 @pytest.mark.parametrize(
@@ -154,7 +145,7 @@ def test_landmarks_68_lie_on_the_face(fixtures):
 def test_crop_one_reports_an_unreadable_image(tmp_path):
     broken = tmp_path / "0001_deadbeef.jpg"
     broken.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
-    record = crop_one(CropTask("nurse", str(broken), str(tmp_path), "hog", 1))
+    record = crop_one(CropTask("nurse", str(broken), str(tmp_path), CropOptions(detector="hog")))
     assert record.status == "unreadable" and record.error and record.rows == []
 
 
@@ -167,7 +158,7 @@ def test_run_crop_writes_crops_landmarks_and_faces_csv(fixtures, tmp_path, detec
     write_out_tree(tmp_path, "nurse", images, extra={"0006_00000006.jpg": b"truncated"})
     layout = Layout(tmp_path)
 
-    [outcome] = run_crop(tmp_path, detector=detector, landmarks=landmarks, workers=2)
+    [outcome] = run_crop(tmp_path, CropOptions(detector=detector, landmarks=landmarks), ExecutionOptions(workers=2))
 
     assert outcome.status == "done", outcome
     assert outcome.detail.startswith("6 images, 4 with a face, 6 faces, 1 unreadable")
@@ -200,14 +191,14 @@ def test_run_crop_skips_done_terms_and_clears_stale_crops(fixtures, tmp_path):
     face = sorted((fixtures / "faces" / "images").glob("*.jpg"))[0]
     write_out_tree(tmp_path, "judge", {"0001_00000001.jpg": padded_face(face)})
     layout = Layout(tmp_path)
-    assert run_crop(tmp_path, landmarks=True, workers=1)[0].status == "done"
-    assert run_crop(tmp_path, landmarks=True, workers=1)[0].status == "skipped"
+    assert run_crop(tmp_path, CropOptions(landmarks=True), ExecutionOptions(workers=1))[0].status == "done"
+    assert run_crop(tmp_path, CropOptions(landmarks=True), ExecutionOptions(workers=1))[0].status == "skipped"
 
     stale = layout.cropped("judge") / "0099_00000099_0.jpg"
     stale.write_bytes(b"from an older run")
     later = layout.faces("judge").stat().st_mtime_ns + 1_000_000_000
     os.utime(layout.manifest("judge"), ns=(later, later))
-    assert run_crop(tmp_path, landmarks=True, workers=1)[0].status == "done"
+    assert run_crop(tmp_path, CropOptions(landmarks=True), ExecutionOptions(workers=1))[0].status == "done"
     assert not stale.exists()
     assert sorted(path.name for path in layout.cropped("judge").iterdir()) == [
         "0001_00000001_0.jpg", "0001_00000001_0.txt", "faces.csv", "faces.settings.json"

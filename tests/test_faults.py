@@ -6,6 +6,7 @@ import csv
 import email.utils
 import hashlib
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -30,13 +31,14 @@ from faultserver import (
 )
 from PIL import Image
 
-from gimg.download import COLUMNS, JOURNAL, Record, read_journal, run_download
+from gimg.download import COLUMNS, Record, read_journal, run_download
 from gimg.engines.base import USER_AGENT
 from gimg.fetch import FetchOptions, retry_after_seconds
-from gimg.layout import Layout
+from gimg.layout import JOURNAL, Layout
+from gimg.options import DownloadOptions
 
 FAST = FetchOptions(
-    connections=8, per_host=2, connect_timeout=2, read_timeout=0.5, max_seconds=5, max_bytes=200_000,
+    connections=8, connect_timeout=2, read_timeout=0.5, max_seconds=5, max_bytes=200_000,
     attempts=3, backoff=0.05, max_retry_after=2,
 )
 GOOD = encode(photo(0), "JPEG", quality=90)
@@ -93,7 +95,8 @@ def faulty(tmp_path_factory):
         table = base / "urls.csv"
         lines = [f"faults,{server.link(path)}" for path in FAULTS] + ["faults,ftp://files.test/a.jpg"]
         table.write_text("term,url\n" + "\n".join(lines) + "\n", encoding="utf-8")
-        outcomes = run_download(["faults"], base / "out", engine="urls", urls_csv=table, limit=100, fetch=FAST)
+        options = DownloadOptions(engine="urls", urls=table, limit=100, max_per_host=2)
+        outcomes = run_download(["faults"], base / "out", options, fetch=FAST)
         assert outcomes[0].status == "done"
         folder = Layout(base / "out").downloaded("faults")
         yield server, folder, _rows(folder / "manifest.csv"), outcomes[0].detail
@@ -136,8 +139,8 @@ def test_per_host_limit_holds_under_load(tmp_path, per_host):
     with serve(images, latency=0.02) as one, serve(images, host="127.0.0.2", latency=0.02) as two:
         table = tmp_path / "urls.csv"
         table.write_text("term,url\n" + "".join(f"t,{server.link(path)}\n" for path in images for server in (one, two)))
-        outcome = run_download(["t"], tmp_path / "out", engine="urls", urls_csv=table, limit=40, fetch=FAST,
-                               per_host=per_host, connections=16)
+        options = DownloadOptions(engine="urls", urls=table, limit=40, max_per_host=per_host)
+        outcome = run_download(["t"], tmp_path / "out", options, fetch=replace(FAST, connections=16))
     assert outcome[0].detail.startswith("20 downloaded, 20 duplicate"), "both hosts serve the same 20 images"
     for server in (one, two):
         assert 1 <= server.max_in_flight <= per_host
@@ -179,7 +182,7 @@ def test_rerun_with_other_results_leaves_no_stale_files(tmp_path):
             table = tmp_path / "urls.csv"
             table.write_text("term,url\n" + "".join(f"t,{server.link(f'/{n}.jpg')}\n" for n in numbers))
             Layout(out).manifest("t").unlink(missing_ok=True)
-            run_download(["t"], out, engine="urls", urls_csv=table, fetch=FAST)
+            run_download(["t"], out, DownloadOptions(engine="urls", urls=table, max_per_host=2), fetch=FAST)
     folder = Layout(out).downloaded("t")
     rows = _rows(folder / "manifest.csv")
     assert [row["url"].rsplit("/", 1)[1] for row in rows] == ["2.jpg", "4.jpg", "5.jpg"]

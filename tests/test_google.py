@@ -10,6 +10,7 @@ from localhttp import reply, serve
 
 from gimg.download import run_download
 from gimg.engines import make_engine
+from gimg.options import DownloadOptions
 from gimg.engines.google import CHROMEDRIVER, GoogleEngine, parse_google, parse_google_dom, parse_rg_meta
 from gimg.errors import EngineError
 from gimg.layout import Layout
@@ -108,8 +109,8 @@ def test_browser_fails_loudly(google, term, message):
 
 @needs_browser
 def test_download_through_google(google, tmp_path):
-    assert make_engine("google", base_url=google.url).throttle.delay == 0
-    outcomes = run_download(["nurse"], tmp_path, engine="google", engine_url=google.url, limit=6)
+    assert make_engine(DownloadOptions(engine="google", engine_url=google.url)).throttle.delay == 0
+    outcomes = run_download(["nurse"], tmp_path, DownloadOptions(engine="google", engine_url=google.url, limit=6))
     assert [(o.status, o.detail) for o in outcomes] == [("done", "6 downloaded, 0 duplicate, 0 rejected, 0 failed")]
     with Layout(tmp_path).manifest("nurse").open(newline="") as handle:
         rows = list(csv.DictReader(handle))

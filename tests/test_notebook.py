@@ -32,7 +32,7 @@ def test_notebook_is_stored_without_outputs():
 
 @pytest.mark.parametrize(
     "options",
-    [{}, {"cutoff": 0.6, "face_policy": "all"}, {"face_policy": "single", "min_face": 15},
+    [{}, {"cutoff": 0.6, "policy": "all"}, {"policy": "single", "min_box": 15},
      {"model": "caffe:levi-hassner", "evaluation": None}],
 )
 def test_notebook_reproduces_the_analysis(tmp_path, monkeypatch, options):

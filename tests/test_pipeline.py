@@ -16,6 +16,7 @@ from gimg.layout import Layout
 from gimg.localengine import build_site, read_face_labels, serve_site
 
 REPO = Path(__file__).resolve().parents[1]
+CENSUS = REPO / "src" / "gimg" / "data" / "professions.csv"
 SHARES = {"nurse": 0.8, "software developer": 0.2, "cashier": 0.6}
 PER_TERM = 10
 
@@ -40,7 +41,7 @@ def study(tmp_path_factory, fixtures):
     monkeypatch = pytest.MonkeyPatch()
     with serve_site(site) as base_url:
         args = ["pipeline", terms, "--out", out, "--engine-url", base_url, "--limit", PER_TERM,
-                "--census", REPO / "professions.csv", "--workers", 2, "--landmarks"]
+                "--workers", 2, "--landmarks"]
         first = run_gimg(monkeypatch, *args)
         stamps = {path: path.stat().st_mtime_ns for path in out.rglob("*.csv")}
         second = run_gimg(monkeypatch, *args)
@@ -82,7 +83,7 @@ def test_shares_match_the_known_labels(study):
     layout = Layout(study["out"])
     truth = study["truth"].rename(columns={"image": "served"})
     summary = pd.read_csv(layout.analysis / "summary.csv").set_index("term")
-    census = pd.read_csv(REPO / "professions.csv").set_index("term").bls_share_women
+    census = pd.read_csv(CENSUS).set_index("term").bls_share_women
     correct = total = 0
     for term, share in SHARES.items():
         manifest = pd.read_csv(layout.manifest(term))

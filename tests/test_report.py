@@ -33,7 +33,7 @@ def write_crops(out: Path, fixtures: Path) -> None:
 def html(tmp_path, fixtures) -> str:
     analyse(tmp_path)  # writes the tree; analysed again below, once its crops exist
     write_crops(tmp_path / "out", fixtures)
-    return analyse(tmp_path, face_policy="all").report_html.read_text(encoding="utf-8")
+    return analyse(tmp_path, policy="all").report_html.read_text(encoding="utf-8")
 
 
 def _strip(html: str, term: str) -> str:
@@ -77,7 +77,7 @@ def test_a_term_without_faces_says_so(html):
 
 def test_strips_are_capped_and_spread(tmp_path, fixtures):
     crowded = {"crowd": [("downloaded", [(50, p / 100) for p in range(80)])]}
-    result = analyse(tmp_path, crowded, face_policy="all")
+    result = analyse(tmp_path, crowded, policy="all")
     strip = result.strips["crowd"]
     assert len(strip) == 30
     assert strip[0][1] == 0.0 and strip[-1][1] == 0.79
@@ -96,7 +96,7 @@ def test_report_renders_its_plot_in_headless_chromium(tmp_path, fixtures):
 
     analyse(tmp_path)
     write_crops(tmp_path / "out", fixtures)
-    report = analyse(tmp_path, face_policy="all").report_html
+    report = analyse(tmp_path, policy="all").report_html
     options = Options()
     options.binary_location = "/usr/bin/chromium"
     for argument in (*BROWSER_ARGUMENTS, f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1200,1600"):

@@ -15,6 +15,7 @@ import pytest
 
 from gimg.cli import main
 from gimg.evaluate import run_evaluate
+from gimg.options import EvaluateOptions, ExecutionOptions
 from gimg.localengine import build_site, serve_site
 
 REPO = Path(__file__).resolve().parents[1]
@@ -31,7 +32,8 @@ def truth_run(shared_data, tmp_path_factory):
     evaluation_half = labels.drop(held_out.index)
     evaluation_labels = root / "evaluation_labels.csv"
     evaluation_half.to_csv(evaluation_labels, index=False)
-    evaluation = run_evaluate(evaluation_labels, images=faces / "images", out=root / "evaluation", workers=2)
+    evaluation = run_evaluate(evaluation_labels, root / "evaluation", EvaluateOptions(images=faces / "images"),
+                              execution=ExecutionOptions(workers=2))
 
     site = root / "site"
     build_site(held_out, faces / "images", site, SHARES, per_term=PER_TERM, seed=5, reuse=False)
@@ -42,7 +44,7 @@ def truth_run(shared_data, tmp_path_factory):
     with serve_site(site) as base_url:
         monkeypatch.setattr(sys, "argv", [
             "gimg", "pipeline", str(terms), "--out", str(out), "--engine-url", base_url, "--limit", str(PER_TERM),
-            "--census", str(REPO / "professions.csv"), "--evaluation", str(evaluation.json_path), "--workers", "2",
+            "--evaluation", str(evaluation.json_path), "--workers", "2",
         ])
         with pytest.raises(SystemExit) as done:
             main()

@@ -1,8 +1,9 @@
 """gimg: how image search portrays occupations by gender, compared with the census.
 
 The Python API mirrors the CLI: run_download, run_crop, run_classify, run_analyze, run_pipeline and
-run_evaluate.
-They are imported on first use, so `import gimg` stays light.
+run_evaluate, which take the options objects DownloadOptions, CropOptions, ClassifyOptions, AnalyzeOptions,
+EvaluateOptions, ExecutionOptions (or a whole StudyConfig). They are imported on first use, so `import gimg`
+stays light.
 """
 
 from importlib import import_module
@@ -13,9 +14,11 @@ _EXPORTS = {
     "run_download": "download",
     "run_crop": "faces",
     "run_classify": "classify",
-    "run_analyze": "analyze",
+    "run_analyze": "pipeline",
     "run_pipeline": "pipeline",
     "run_evaluate": "evaluate",
+    **{name: "options" for name in ("DownloadOptions", "CropOptions", "ClassifyOptions", "AnalyzeOptions",
+                                    "EvaluateOptions", "ExecutionOptions", "StudyConfig")},
 }
 __all__ = ["__version__", *_EXPORTS]
 

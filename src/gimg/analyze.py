@@ -1,12 +1,15 @@
 """Analyze: per term, the share of women among the faces a policy keeps, corrected for the classifier's errors,
-with bootstrap intervals, compared with the census, and written up as a summary table, a plot and a report."""
+with bootstrap intervals, compared with the census; written as a summary table and analysis.json.
+
+This module computes; figures.py and report.py draw and write up its results, and import it, never the reverse.
+"""
 
 from __future__ import annotations
 
-import json
+import importlib.resources
 import math
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -22,9 +25,8 @@ from .correction import (
     load_evaluation,
 )
 from .errors import GimgError, MissingInputError
-from .figures import plot_scatter
-from .layout import Layout, atomic_path
-from .report import STRIP_FACES, write_report
+from .layout import Layout, atomic_path, write_json
+from .options import AnalyzeOptions
 
 CENSUS_COLUMNS = ["term", "bls_occupation", "bls_share_women", "bls_employed_thousands", "source"]
 SUMMARY_COLUMNS = [
@@ -33,30 +35,9 @@ SUMMARY_COLUMNS = [
     "corrected_difference", "too_few_faces",
 ]
 DATASET_COLUMNS = ["image", "file", "left", "top", "right", "bottom", "p_female", "model"]
-POLICIES = ("biggest", "all", "single")
 MIN_TERMS = 3
-
-
-@dataclass(frozen=True)
-class Policy:
-    """Which faces count: per image the biggest, all, or only images with exactly one face; cutoff; minimum size.
-
-    min_face is the shorter side of the detected box in source-image pixels; smaller faces are dropped before
-    the per-image rule applies. min_faces is the number of faces a term needs to enter the comparison.
-    """
-
-    faces: str = "biggest"
-    cutoff: float = 0.5
-    min_face: int = 0
-    min_faces: int = 20
-
-    def __post_init__(self) -> None:
-        if self.faces not in POLICIES:
-            raise ValueError(f"unknown face policy {self.faces!r}: choose one of {', '.join(POLICIES)}")
-        if not 0 <= self.cutoff <= 1:
-            raise ValueError(f"cutoff must be between 0 and 1, not {self.cutoff}")
-        if self.min_face < 0 or self.min_faces < 0:
-            raise ValueError("the minimum face size and the minimum number of faces must be 0 or more")
+STRIP_FACES = 30  # faces per term in the report's strips
+SHIPPED_CENSUS = "professions.csv"
 
 
 @dataclass(frozen=True)
@@ -73,10 +54,11 @@ class Correlation:
 
 @dataclass
 class AnalysisResult:
-    """Everything `gimg analyze` computed and where it wrote it.
+    """Everything `gimg analyze` computed, with the options it ran with and the output tree it reads and writes.
 
     The correlations and the mean difference use the corrected shares of the terms with a census share and at
-    least policy.min_faces faces. strips maps each term to (crop path, p_female) of the faces its report strip shows.
+    least options.min_faces faces. strips maps each term to (crop path, p_female) of the faces its report strip
+    shows. census names the census table used.
     """
 
     summary: pd.DataFrame
@@ -85,27 +67,25 @@ class AnalysisResult:
     spearman_rho: float
     spearman_p: float
     n_terms: int
-    summary_csv: Path
-    scatter_png: Path
-    report_html: Path
-    cutoff: float
-    census: Path
+    layout: Layout
+    options: AnalyzeOptions
+    census: str
     correlation_note: str
     without_census: list[str]
     not_classified: list[str]
     models: list[str]
-    policy: Policy = field(default_factory=Policy)
     evaluation: Evaluation | None = None
     evaluation_source: str = ""
-    resamples: int = 2000
-    seed: int = 0
     pearson_ci: tuple[float, float] = (math.nan, math.nan)
     spearman_ci: tuple[float, float] = (math.nan, math.nan)
     mean_difference: float = math.nan
     mean_difference_ci: tuple[float, float] = (math.nan, math.nan)
     notes: list[str] = field(default_factory=list)
     strips: dict[str, list[tuple[Path, float]]] = field(default_factory=dict)
-    analysis_json: Path | None = None
+
+    @property
+    def report_html(self) -> Path:
+        return self.layout.report_html
 
 
 def box_side(faces: pd.DataFrame) -> pd.Series:
@@ -120,12 +100,12 @@ def biggest_faces(faces: pd.DataFrame) -> pd.DataFrame:
     return ranked.drop_duplicates("image").drop(columns="_area").sort_index()
 
 
-def select_faces(faces: pd.DataFrame, policy: Policy) -> pd.DataFrame:
-    """The faces a policy counts: those at least min_face px, then per image the biggest, all, or a lone face."""
-    large = faces[box_side(faces) >= policy.min_face]
-    if policy.faces == "biggest":
+def select_faces(faces: pd.DataFrame, options: AnalyzeOptions) -> pd.DataFrame:
+    """The faces a policy counts: boxes of at least min_box px, then per image the biggest, all, or a lone face."""
+    large = faces[box_side(faces) >= options.min_box]
+    if options.policy == "biggest":
         return biggest_faces(large)
-    if policy.faces == "single":
+    if options.policy == "single":
         return large[large.groupby("image")["image"].transform("size") == 1]
     return large
 
@@ -139,12 +119,12 @@ class TermFaces:
     used: pd.DataFrame
 
 
-def term_faces(manifest: pd.DataFrame, dataset: pd.DataFrame, policy: Policy) -> TermFaces:
+def term_faces(manifest: pd.DataFrame, dataset: pd.DataFrame, options: AnalyzeOptions) -> TermFaces:
     """Apply a policy to one term's faces, keeping only faces of images the manifest lists as downloaded."""
     downloaded = manifest.loc[manifest["status"] == "downloaded", "file"]
     kept = dataset[dataset["image"].isin(set(downloaded))]
-    with_face = kept.loc[box_side(kept) >= policy.min_face, "image"].nunique()
-    return TermFaces(len(downloaded), int(with_face), select_faces(kept, policy))
+    with_face = kept.loc[box_side(kept) >= options.min_box, "image"].nunique()
+    return TermFaces(len(downloaded), int(with_face), select_faces(kept, options))
 
 
 def per_image(used: pd.DataFrame, cutoff: float) -> tuple[np.ndarray, np.ndarray]:
@@ -174,9 +154,21 @@ def correlate(census: np.ndarray, search: np.ndarray) -> Correlation:
     )
 
 
-def read_census(path: Path) -> pd.DataFrame:
-    """The census table (professions.csv), checked: the expected columns, unique terms, shares in [0, 1]."""
-    path = Path(path)
+def census_path(path: Path | None) -> Path:
+    """The census file to use: path, or the BLS table shipped with gimg when None."""
+    if path is not None:
+        return Path(path)
+    return Path(str(importlib.resources.files("gimg") / "data" / SHIPPED_CENSUS))
+
+
+def census_name(path: Path | None) -> str:
+    """How the report names a census file: its name, or that it shipped with gimg."""
+    return f"{SHIPPED_CENSUS} (BLS CPS 2022, shipped with gimg)" if path is None else Path(path).name
+
+
+def read_census(path: Path | None = None) -> pd.DataFrame:
+    """The census table (default: the shipped professions.csv), checked: its columns, unique terms, shares in [0, 1]."""
+    path = census_path(path)
     if not path.is_file():
         raise MissingInputError(
             f"census file {path} not found: pass --census professions.csv (columns: {', '.join(CENSUS_COLUMNS)})"
@@ -214,8 +206,6 @@ def _read_manifest(layout: Layout, term: str) -> pd.DataFrame:
     return pd.read_csv(path, dtype=str, keep_default_na=False)
 
 
-
-
 def strip_faces(used: pd.DataFrame, crop_dir: Path, cap: int) -> list[tuple[Path, float]]:
     """Up to cap of a term's counted faces, ordered by p_female and spread evenly over that order."""
     ordered = used.sort_values("p_female", kind="stable")
@@ -224,13 +214,12 @@ def strip_faces(used: pd.DataFrame, crop_dir: Path, cap: int) -> list[tuple[Path
     return [(crop_dir / str(row.file), float(row.p_female)) for row in ordered.itertuples()]
 
 
-def choose_evaluation(
-    evaluation: Path | None, models: list[str], cutoff: float
-) -> tuple[Evaluation | None, str, list[str]]:
+def choose_evaluation(options: AnalyzeOptions, models: list[str]) -> tuple[Evaluation | None, str, list[str]]:
     """The evaluation to correct with, where it came from, and notes on anything that makes it fit poorly."""
     notes = []
-    if evaluation is not None:
-        chosen, source = load_evaluation(evaluation), str(evaluation)
+    cutoff = options.cutoff
+    if options.evaluation is not None:
+        chosen, source = load_evaluation(options.evaluation), str(options.evaluation)
     else:
         families = sorted({model.split(":", 1)[0] for model in models})
         default = default_evaluation_path(families[0]) if len(families) == 1 else None
@@ -249,20 +238,20 @@ def choose_evaluation(
 
 
 def summarize(
-    layout: Layout, datasets: dict[str, pd.DataFrame], census: pd.DataFrame, policy: Policy,
-    evaluation: Evaluation | None, resamples: int, rng: np.random.Generator, strip_cap: int = STRIP_FACES,
+    layout: Layout, datasets: dict[str, pd.DataFrame], census: pd.DataFrame, options: AnalyzeOptions,
+    evaluation: Evaluation | None, rng: np.random.Generator,
 ) -> tuple[pd.DataFrame, np.ndarray, dict[str, list[tuple[Path, float]]]]:
     """The summary table (SUMMARY_COLUMNS, in the order of terms), corrected-share replicates and face strips.
 
     All terms share each replicate's draw of sensitivity and specificity: one classifier makes every term's errors.
     """
     shares = census.set_index("term")["bls_share_women"]
-    sensitivity, specificity = draw_error_rates(evaluation, resamples, rng)
+    sensitivity, specificity = draw_error_rates(evaluation, options.resamples, rng)
     point_rates = (evaluation.sensitivity, evaluation.specificity) if evaluation else (1.0, 1.0)
     rows, replicates, strips = [], [], {}
     for term, dataset in datasets.items():
-        counted = term_faces(_read_manifest(layout, term), dataset, policy)
-        women, faces = per_image(counted.used, policy.cutoff)
+        counted = term_faces(_read_manifest(layout, term), dataset, options)
+        women, faces = per_image(counted.used, options.cutoff)
         estimate, corrected = estimate_term(women, faces, sensitivity, specificity, point_rates, rng)
         census_share = float(shares.get(term, math.nan))
         rows.append({
@@ -273,11 +262,12 @@ def summarize(
             "corrected_share": estimate.corrected, "corrected_low": estimate.corrected_low,
             "corrected_high": estimate.corrected_high, "clipped": estimate.clipped,
             "corrected_difference": estimate.corrected - census_share,
-            "too_few_faces": int(faces.sum()) < policy.min_faces,
+            "too_few_faces": int(faces.sum()) < options.min_faces,
         })
         replicates.append(corrected)
-        strips[term] = strip_faces(counted.used, layout.cropped(term), strip_cap)
-    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS), np.array(replicates).reshape(len(datasets), resamples), strips
+        strips[term] = strip_faces(counted.used, layout.cropped(term), STRIP_FACES)
+    table = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+    return table, np.array(replicates).reshape(len(datasets), options.resamples), strips
 
 
 def compared(summary: pd.DataFrame) -> pd.Series:
@@ -285,54 +275,19 @@ def compared(summary: pd.DataFrame) -> pd.Series:
     return summary["census_share_women"].notna() & summary["corrected_share"].notna() & ~summary["too_few_faces"]
 
 
-def _finite(value):
-    """A JSON-ready copy with NaN as null (strict JSON has no NaN) and tuples as lists."""
-    if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(item) for item in value]
-    return None if isinstance(value, float) and math.isnan(value) else value
+def analyze(out: Path, options: AnalyzeOptions = AnalyzeOptions()) -> AnalysisResult:
+    """Analyze every classified term under out (writing nothing).
 
-
-def _write_json(result: AnalysisResult) -> None:
-    """analysis/analysis.json: the policy, the evaluation and the comparison, for the notebook and for citing."""
-    keys = ("n_terms", "pearson_r", "pearson_p", "spearman_rho", "spearman_p", "pearson_ci", "spearman_ci",
-            "mean_difference", "mean_difference_ci", "resamples", "seed", "evaluation_source", "notes")
-    document = {"policy": asdict(result.policy), "census": str(result.census), "models": result.models,
-                "evaluation": result.evaluation.to_json() if result.evaluation else None,
-                **{key: getattr(result, key) for key in keys}}
-    text = json.dumps(_finite(document), indent=2, allow_nan=False)
-    with atomic_path(result.analysis_json) as temporary:
-        temporary.write_text(text + "\n", encoding="utf-8")
-
-
-def run_analyze(
-    out: Path,
-    *,
-    census: Path = Path("professions.csv"),
-    cutoff: float = 0.5,
-    evaluation: Path | None = None,
-    face_policy: str = "biggest",
-    min_face: int = 0,
-    min_faces: int = 20,
-    resamples: int = 2000,
-    seed: int = 0,
-) -> AnalysisResult:
-    """Analyze every classified term under out: write analysis/summary.csv, analysis.json, scatter.png, report.html.
-
-    evaluation: the classifier's evaluation file (default: the one gimg ships for the model in Datasets/).
+    options.evaluation: the classifier's evaluation file (default: the one gimg ships for the model in Datasets/).
     """
-    policy = Policy(face_policy, cutoff, min_face, min_faces)
-    if resamples < 100:
-        raise ValueError(f"resamples must be at least 100 for a 95% interval, not {resamples}")
-    census_table = read_census(census)
+    census_table = read_census(options.census)
     layout = Layout(out)
     terms = layout.require_terms_with("dataset", "analyze", "classify")
     datasets = {term: _read_dataset(layout, term) for term in terms}
     models = sorted({model for dataset in datasets.values() for model in dataset["model"].dropna()})
-    chosen, source, notes = choose_evaluation(evaluation, models, cutoff)
-    rng = np.random.default_rng(seed)
-    summary, replicates, strips = summarize(layout, datasets, census_table, policy, chosen, resamples, rng)
+    chosen, source, notes = choose_evaluation(options, models)
+    rng = np.random.default_rng(options.seed)
+    summary, replicates, strips = summarize(layout, datasets, census_table, options, chosen, rng)
 
     inside = compared(summary).to_numpy()
     truth, search = summary["census_share_women"].to_numpy()[inside], summary["corrected_share"].to_numpy()[inside]
@@ -341,25 +296,27 @@ def run_analyze(
     if correlation.note:
         intervals = ComparisonIntervals((math.nan,) * 2, (math.nan,) * 2, intervals.mean_difference,
                                         intervals.mean_difference_ci)
-    result = AnalysisResult(
+    return AnalysisResult(
         summary=summary, pearson_r=correlation.pearson_r, pearson_p=correlation.pearson_p,
         spearman_rho=correlation.spearman_rho, spearman_p=correlation.spearman_p, n_terms=correlation.n_terms,
-        summary_csv=layout.analysis / "summary.csv", scatter_png=layout.analysis / "scatter.png",
-        report_html=layout.analysis / "report.html", cutoff=cutoff, census=Path(census),
-        correlation_note=correlation.note,
+        layout=layout, options=options, census=census_name(options.census), correlation_note=correlation.note,
         without_census=summary.loc[summary["census_share_women"].isna(), "term"].tolist(),
         not_classified=[term for term in layout.known_terms() if term not in terms],
-        models=models, policy=policy, evaluation=chosen, evaluation_source=source, resamples=resamples, seed=seed,
+        models=models, evaluation=chosen, evaluation_source=source,
         pearson_ci=intervals.pearson, spearman_ci=intervals.spearman, mean_difference=intervals.mean_difference,
         mean_difference_ci=intervals.mean_difference_ci, notes=notes, strips=strips,
-        analysis_json=layout.analysis / "analysis.json",
     )
-    png = plot_scatter(result)
+
+
+def write_tables(result: AnalysisResult) -> None:
+    """analysis/summary.csv, and analysis.json: the options, the evaluation and the comparison, for citing."""
+    layout = result.layout
     layout.analysis.mkdir(parents=True, exist_ok=True)
-    with atomic_path(result.summary_csv) as temporary:
-        summary.to_csv(temporary, index=False)
-    _write_json(result)
-    with atomic_path(result.scatter_png) as temporary:
-        temporary.write_bytes(png)
-    write_report(result, png)
-    return result
+    with atomic_path(layout.summary_csv) as temporary:
+        result.summary.to_csv(temporary, index=False)
+    keys = ("n_terms", "pearson_r", "pearson_p", "spearman_rho", "spearman_p", "pearson_ci", "spearman_ci",
+            "mean_difference", "mean_difference_ci", "evaluation_source", "notes")
+    document = {"options": vars(result.options), "census": result.census, "models": result.models,
+                "evaluation": result.evaluation.to_json() if result.evaluation else None,
+                **{key: getattr(result, key) for key in keys}}
+    write_json(layout.analysis_json, document)

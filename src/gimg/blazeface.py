@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
+from . import models
 from .errors import ModelError
 
 FULL_RANGE_MODEL = "face_detection_full_range.tflite"
@@ -72,7 +73,6 @@ _SSD_OPTIONS = {
     FULL_RANGE_MODEL: (192, (4,), 0.0),
     SHORT_RANGE_MODEL: (128, (8, 16, 16, 16), 1.0),
 }
-_models: dict[str, _Model] = {}
 
 
 def _ssd_anchors(size: int, strides: tuple[int, ...], interpolated_scale_aspect_ratio: float) -> np.ndarray:
@@ -109,22 +109,24 @@ def _quiet_stderr() -> Iterator[None]:
 
 def _model(name: str) -> _Model:
     """A BlazeFace model shipped in gimg/data, loaded once per process on one thread (one worker per core)."""
-    if name not in _models:
-        resource = importlib.resources.files("gimg") / "data" / name
-        with importlib.resources.as_file(resource) as path:
-            if not path.is_file():
-                raise ModelError(f"{path} is missing: reinstall gimg")
-            interpreter = Interpreter(model_path=str(path), num_threads=1)
-        # Errors still raise, with their message: only the XNNPACK delegate's "INFO: Created ..." line is lost.
-        with _quiet_stderr():
-            interpreter.allocate_tensors()
-        size, strides, ratio = _SSD_OPTIONS[name]
-        outputs = {detail["shape"][-1]: detail["index"] for detail in interpreter.get_output_details()}
-        _models[name] = _Model(
-            interpreter, size, _ssd_anchors(size, strides, ratio),
-            interpreter.get_input_details()[0]["index"], outputs[1], outputs[16],
-        )
-    return _models[name]
+    return models.cached(("blazeface", name), lambda: _load(name))
+
+
+def _load(name: str) -> _Model:
+    resource = importlib.resources.files("gimg") / "data" / name
+    with importlib.resources.as_file(resource) as path:
+        if not path.is_file():
+            raise ModelError(f"{path} is missing: reinstall gimg")
+        interpreter = Interpreter(model_path=str(path), num_threads=1)
+    # Errors still raise, with their message: only the XNNPACK delegate's "INFO: Created ..." line is lost.
+    with _quiet_stderr():
+        interpreter.allocate_tensors()
+    size, strides, ratio = _SSD_OPTIONS[name]
+    outputs = {detail["shape"][-1]: detail["index"] for detail in interpreter.get_output_details()}
+    return _Model(
+        interpreter, size, _ssd_anchors(size, strides, ratio),
+        interpreter.get_input_details()[0]["index"], outputs[1], outputs[16],
+    )
 
 
 def _infer(model: _Model, tiles: list[np.ndarray], min_score: float) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -14,12 +14,13 @@ import numpy as np
 import onnxruntime
 
 from . import models, parallel
+from .crops import Box, box_in_crop, decode_crop
 from .errors import ModelError
-from .faces import Box, CropRecord, box_in_crop, crop_terms, decode_crop
 from .layout import Layout, is_fresh, write_csv
+from .options import ClassifyOptions, ExecutionOptions
 from .outcome import TermOutcome
+from .registry import CLASSIFIERS, check_choice, resolve
 
-MODELS = ("onnx", "caffe")
 DATASET_COLUMNS = ["file", "p_female", "height", "width", "image", "face", "left", "top", "right", "bottom", "model"]
 CUDA_PROVIDERS = ["CUDAExecutionProvider", "CPUExecutionProvider"]
 CPU_PROVIDERS = ["CPUExecutionProvider"]
@@ -44,11 +45,6 @@ class Classifier(Protocol):
     def predict(self, crops: list[Crop]) -> np.ndarray: ...
 
 
-def _check_model(model: str) -> None:
-    if model not in MODELS:
-        raise ValueError(f"unknown gender model {model!r}: choose one of {', '.join(MODELS)}")
-
-
 def _cuda_available(model: str) -> bool:
     """Whether this process's build of the model's runtime sees a CUDA device."""
     if model == "onnx":
@@ -61,7 +57,7 @@ def _cuda_available(model: str) -> bool:
 
 def check_gpu(model: str) -> None:
     """Raise ModelError unless the model's runtime can use a CUDA device here."""
-    _check_model(model)
+    check_choice("gender model", model, CLASSIFIERS)
     if not _cuda_available(model):
         runtime = "onnxruntime" if model == "onnx" else "OpenCV"
         raise ModelError(f"--gpu: no CUDA device or CUDA build of {runtime} here; run without --gpu")
@@ -222,34 +218,27 @@ class CaffeGender:
         return probabilities.mean(axis=1)[:, 1]
 
 
-_loaded: dict[tuple[str, bool], Classifier] = {}
-
-
 @dataclass(frozen=True)
 class CropClassifier:
-    """A picklable handle on a gender model for crop workers: p_female of (RGB crop, box in crop) pairs."""
+    """A picklable gender model for the crop workers' hook: the p_female column of each (RGB crop, box in crop)."""
 
-    model: str = "onnx"
-    gpu: bool = False
+    options: ClassifyOptions = ClassifyOptions()
 
-    def __call__(self, crops: list[Crop]) -> np.ndarray:
-        return load_classifier(self.model, gpu=self.gpu).predict(crops)
+    def __call__(self, crops: list[Crop]) -> list[dict]:
+        return [{"p_female": float(p)} for p in load_classifier(self.options).predict(crops)]
 
 
-def load_classifier(model: str = "onnx", *, gpu: bool = False) -> Classifier:
-    """The named gender model, loaded once per process and reused."""
-    _check_model(model)
-    if (model, gpu) not in _loaded:
-        _loaded[model, gpu] = OnnxGender(gpu=gpu) if model == "onnx" else CaffeGender(gpu=gpu)
-    return _loaded[model, gpu]
+def load_classifier(options: ClassifyOptions = ClassifyOptions()) -> Classifier:
+    """The gender model options name, loaded once per process and reused."""
+    backend = resolve("gender model", options.model)
+    return models.cached(("classifier", options.model, options.gpu), lambda: backend(gpu=options.gpu))
 
 
 class ClassifyTask(NamedTuple):
     """A chunk of one term's faces.csv rows to classify; plain data so that it pickles into a worker."""
 
     term: str
-    model: str
-    gpu: bool
+    options: ClassifyOptions
     crop_dir: str
     faces: list[dict]
 
@@ -275,7 +264,7 @@ def classify_one(task: ClassifyTask) -> ClassifyRecord:
         except Exception:  # a missing or corrupt crop is counted, not fatal: its row is left out
             continue
     try:
-        classifier = load_classifier(task.model, gpu=task.gpu)
+        classifier = load_classifier(task.options)
         p_female = classifier.predict(crops)
     except Exception as error:  # a model failure fails this chunk, reported with its term; others go on
         return ClassifyRecord(task.term, error=f"{type(error).__name__}: {error}")
@@ -292,7 +281,7 @@ def _read_faces(path: Path) -> list[dict]:
         return list(csv.DictReader(handle))
 
 
-def _write_dataset(layout: Layout, term: str, term_records: list[ClassifyRecord], model: str) -> TermOutcome:
+def write_dataset(layout: Layout, term: str, term_records: list[ClassifyRecord], options: ClassifyOptions) -> TermOutcome:
     """Write one term's Datasets/<term>.csv from its records, or say why not."""
     errors = [record.error for record in term_records if record.error]
     if errors:
@@ -300,7 +289,7 @@ def _write_dataset(layout: Layout, term: str, term_records: list[ClassifyRecord]
     rows = [row for record in term_records for row in record.rows]
     rows.sort(key=lambda row: (row["image"], int(row["face"])))
     try:
-        write_csv(layout.dataset(term), rows, DATASET_COLUMNS, {"model": model})
+        write_csv(layout.dataset(term), rows, DATASET_COLUMNS, options.settings())
     except OSError as error:
         return TermOutcome(term, "failed", f"{type(error).__name__}: {error}; rerun to resume")
     unreadable = sum(record.unreadable for record in term_records)
@@ -310,24 +299,19 @@ def _write_dataset(layout: Layout, term: str, term_records: list[ClassifyRecord]
     return TermOutcome(term, "done", detail)
 
 
-def _check_options(model: str, gpu: bool) -> None:
-    _check_model(model)
-    if gpu:
-        check_gpu(model)
-
-
 def run_classify(
-    out: Path, *, model: str = "onnx", gpu: bool = False, workers: int | None = None
+    out: Path, options: ClassifyOptions = ClassifyOptions(), execution: ExecutionOptions = ExecutionOptions()
 ) -> list[TermOutcome]:
     """Classify every cropped term's faces into Datasets/<term>.csv (one row per face with a p_female)."""
-    _check_options(model, gpu)
+    if options.gpu:
+        check_gpu(options.model)
     layout = Layout(out)
     terms = layout.require_terms_with("faces", "classify", "crop")
     outcomes: dict[str, TermOutcome] = {}
     tasks: list[ClassifyTask] = []
     records: dict[str, list[ClassifyRecord]] = {}
     for term in terms:
-        if is_fresh(layout.dataset(term), layout.faces(term), {"model": model}):
+        if is_fresh(layout.dataset(term), layout.faces(term), options.settings()):
             outcomes[term] = TermOutcome(term, "skipped", "dataset is newer than faces.csv, same model")
             continue
         try:
@@ -338,55 +322,14 @@ def run_classify(
         records[term] = []
         crop_dir = str(layout.cropped(term))
         tasks += [
-            ClassifyTask(term, model, gpu, crop_dir, faces[start : start + _CHUNK_FACES])
+            ClassifyTask(term, options, crop_dir, faces[start : start + _CHUNK_FACES])
             for start in range(0, len(faces), _CHUNK_FACES)
         ]
     if records:
-        load_classifier(model, gpu=gpu)  # missing or broken weights stop here, before any work, in one line
-    workers = parallel.default_workers() if workers is None else workers
+        load_classifier(options)  # missing or broken weights stop here, in one line
+    workers = parallel.default_workers() if execution.workers is None else execution.workers
     for record in parallel.imap(classify_one, tasks, workers=workers, desc="classify"):
         records[record.term].append(record)
     for term, term_records in records.items():
-        outcomes[term] = _write_dataset(layout, term, term_records, model)
+        outcomes[term] = write_dataset(layout, term, term_records, options)
     return [outcomes[term] for term in terms]
-
-
-def _fused_record(term: str, crops: list[CropRecord], name: str) -> ClassifyRecord:
-    """The classify record of a term from its crop records of the fused pass."""
-    errors = [record.classify_error for record in crops if record.classify_error]
-    if errors:
-        return ClassifyRecord(term, error=errors[0])
-    faces = [row for record in crops for row in record.rows]
-    rows = [{**row, "model": name} for row in faces if math.isfinite(row["p_female"])]
-    return ClassifyRecord(term, rows, unreadable=len(faces) - len(rows))
-
-
-def run_crop_classify(
-    out: Path,
-    *,
-    detector: str = "blazeface",
-    upsample: int = 1,
-    min_face: float | None = None,
-    landmarks: bool = False,
-    model: str = "onnx",
-    gpu: bool = False,
-    workers: int | None = None,
-) -> tuple[list[TermOutcome], list[TermOutcome]]:
-    """run_crop and run_classify in one pass over the images: each face is classified as its crop is written.
-
-    Writes exactly what the two stages write (faces.csv, then the dataset), so either can rerun alone. Terms
-    whose crops were already fresh are classified from their crop files, as run_classify does.
-    """
-    _check_options(model, gpu)
-    name = load_classifier(model, gpu=gpu).name  # missing or broken weights stop here, before any work
-    layout = Layout(out)
-    crop_outcomes, cropped = crop_terms(
-        out, detector=detector, upsample=upsample, min_face=min_face, landmarks=landmarks, workers=workers,
-        classify=CropClassifier(model, gpu),
-    )
-    fused = {
-        term: _write_dataset(layout, term, [_fused_record(term, crops, name)], model) for term, crops in cropped.items()
-    }
-    rest = run_classify(out, model=model, gpu=gpu, workers=workers)
-    classify_outcomes = [fused.get(outcome.term, outcome) if outcome.status == "skipped" else outcome for outcome in rest]
-    return crop_outcomes, classify_outcomes

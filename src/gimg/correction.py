@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import GimgError, MissingInputError
+from .layout import write_json
 
 EVALUATION_FORMAT = "gimg-evaluation/1"
 COUNT_KEYS = ("n", "tp", "fp", "tn", "fn")
@@ -41,11 +42,13 @@ class Evaluation:
 
     @property
     def sensitivity(self) -> float:
-        return self.tp / (self.tp + self.fn)
+        """Women called women among women (NaN when there were none)."""
+        return self.tp / (self.tp + self.fn) if self.tp + self.fn else math.nan
 
     @property
     def specificity(self) -> float:
-        return self.tn / (self.tn + self.fp)
+        """Men called men among men (NaN when there were none)."""
+        return self.tn / (self.tn + self.fp) if self.tn + self.fp else math.nan
 
     def to_json(self) -> dict:
         """The evaluation file's JSON object (counts, rates, provenance)."""
@@ -55,9 +58,9 @@ class Evaluation:
                 "sensitivity": self.sensitivity, "specificity": self.specificity}
 
 
-def write_evaluation(evaluation: Evaluation, path: Path) -> None:
-    """Write an evaluation file that load_evaluation reads back."""
-    Path(path).write_text(json.dumps(evaluation.to_json(), indent=2) + "\n", encoding="utf-8")
+def write_evaluation(evaluation: Evaluation, path: Path, details: dict | None = None) -> None:
+    """Write an evaluation file that load_evaluation reads back: the counts, then any details (per group, ...)."""
+    write_json(path, {**evaluation.to_json(), **(details or {})})
 
 
 def load_evaluation(path: Path) -> Evaluation:

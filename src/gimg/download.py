@@ -6,11 +6,13 @@ import csv
 import hashlib
 import io
 import json
+import logging
 import os
 import queue
 import re
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -22,21 +24,22 @@ from PIL import Image
 from tqdm import tqdm
 
 from .engines import Engine, SearchResult, make_engine
-from .errors import EngineError, GimgError
+from .errors import EngineError
 from .fetch import FetchError, Fetcher, FetchOptions, HostQueue, host_of
-from .layout import QUARANTINE, Layout, atomic_path, write_csv
+from .layout import NEAR_DUPLICATES, QUARANTINE, Layout, atomic_path, write_csv
+from .options import DownloadOptions, ExecutionOptions
 from .outcome import TermOutcome
 from .parallel import default_workers
 from .validate import MAX_PIXELS, MIN_SIDE, keep_image, perceptual_hash, sniff
 
+log = logging.getLogger(__name__)
 COLUMNS = ["rank", "url", "source_page", "engine", "time", "sha256", "status", "error", "file"]
 STATUSES = ("downloaded", "duplicate", "rejected", "failed")
-JOURNAL = "_journal.csv"  # one row per finished result, appended as they finish: the resume point after a kill
-SEARCH = "_search.json"  # the engine's result list, so a resumed term fetches the same results
-NEAR_DUPLICATES = "near_duplicates.csv"
+SUMMARY_COLUMNS = ["term", "results", *STATUSES, "success_share", "low_yield", "most_common_problem"]
 NEAR_COLUMNS = ["file", "near", "distance"]
 NEAR_BITS = 6  # phash Hamming distance at or below which two kept images are reported as near duplicates
 _KEPT_NAME = re.compile(r"\d{4,}_[0-9a-f]{8}\.jpg")
+_RETRIES = re.compile(r" \(after \d+ attempts\)$")
 
 
 @dataclass
@@ -82,13 +85,14 @@ class _Task:
 class Downloader:
     """The download threads shared by all terms: host-aware scheduling, retries, validation, atomic writes."""
 
+    per_host: int
     fetch: FetchOptions = field(default_factory=FetchOptions)
     max_pixels: int = MAX_PIXELS
     min_side: int = MIN_SIDE
 
     def __enter__(self) -> Downloader:
-        self._fetcher = Fetcher(self.fetch)
-        self._queue: HostQueue[_Task] = HostQueue(self.fetch.per_host)
+        self._fetcher = Fetcher(self.fetch, self.per_host)
+        self._queue: HostQueue[_Task] = HostQueue(self.per_host)
         # Decoding is CPU and memory: a few at a time is all two cores can use, and it bounds peak memory.
         self._decoding = threading.BoundedSemaphore(2 * default_workers())
         self._threads = [threading.Thread(target=self._work, daemon=True) for _ in range(self.fetch.connections)]
@@ -132,6 +136,8 @@ class Downloader:
                 self._queue.done(host, pause=error.retry_after or 0.0)
                 if error.retry_after is not None and task.attempt < attempts:
                     wait = self._fetcher.backoff(task.attempt, error.retry_after)
+                    log.debug(f"download: retrying {task.result.url} in {wait:.1f} s after {error} "
+                              f"(attempt {task.attempt + 1} of {attempts})")
                     task.attempt += 1
                     self._queue.put(host, task, time.monotonic() + wait)
                     continue
@@ -197,16 +203,21 @@ def read_journal(path: Path) -> dict[tuple[int, str], Record]:
     return rows
 
 
-def download_term(term: str, layout: Layout, engine: Engine, limit: int, downloader: Downloader) -> TermOutcome:
-    """Search one term (or resume it) and download its results; an engine failure fails only this term."""
+def download_term(term: str, layout: Layout, engine: Engine, options: DownloadOptions,
+                  downloader: Downloader) -> TermOutcome:
+    """Search one term (or resume it) and download its results; an engine failure fails only this term.
+
+    A term of which nothing could be downloaded fails, with its most common problem, and leaves no manifest,
+    so that a rerun tries it again.
+    """
     if layout.manifest(term).exists():
         return TermOutcome(term, "skipped", "manifest.csv exists")
     folder = layout.downloaded(term)
     try:
-        results = _search(term, folder, engine, limit)
+        results = _search(term, layout, engine, options.limit)
     except EngineError as error:
         return TermOutcome(term, "failed", str(error))
-    journaled = read_journal(folder / JOURNAL)
+    journaled = read_journal(layout.journal(term))
     records, todo = [], []
     for result in results:
         done = journaled.get((result.rank, result.url))
@@ -215,7 +226,7 @@ def download_term(term: str, layout: Layout, engine: Engine, limit: int, downloa
         else:
             todo.append(result)
     resumed = len(records)
-    journal = Journal(folder / JOURNAL)
+    journal = Journal(layout.journal(term))
     try:
         reused = [_from_disk(result, folder) for result in todo]
         found = [record for record in reused if record is not None]
@@ -231,57 +242,88 @@ def download_term(term: str, layout: Layout, engine: Engine, limit: int, downloa
         progress.close()
     finally:
         journal.close()
-    return TermOutcome(term, "done", _finish(layout.manifest(term), records, len(results), limit, resumed))
+    if not any(record.status == "downloaded" for record in records):
+        layout.journal(term).unlink(missing_ok=True)
+        problem = most_common_problem(records) if records else "the engine gave no results"
+        return TermOutcome(term, "failed", f"nothing downloaded: {problem}; rerun to try again")
+    detail = _finish(layout, term, records, len(results), options.limit, resumed)
+    share = success_share(records)
+    if share < options.min_success:
+        log.warning(f"download: {term}: only {share:.0%} of {len(records)} results downloaded "
+                    f"(below --min-success {options.min_success:g}); most common problem: {most_common_problem(records)}")
+    return TermOutcome(term, "done", detail)
+
+
+def success_share(records: list[Record]) -> float:
+    """The share of results fetched as images: downloaded, or the same bytes as another result (duplicate)."""
+    return sum(record.status in ("downloaded", "duplicate") for record in records) / max(len(records), 1)
+
+
+def most_common_problem(records: list[Record]) -> str:
+    """The most frequent reason a result was not kept, as "N of M <status>: <reason>" ("none" when all were)."""
+    problems = Counter((record.status, _RETRIES.sub("", record.error)) for record in records
+                       if record.status in ("rejected", "failed"))
+    if not problems:
+        return "none"
+    (status, reason), count = problems.most_common(1)[0]
+    return f"{count} of {len(records)} {status}: {reason}"
 
 
 def run_download(
     terms: list[str],
     out: Path,
+    options: DownloadOptions = DownloadOptions(),
+    execution: ExecutionOptions = ExecutionOptions(),
     *,
-    engine: str = "bing",
-    engine_url: str | None = None,
-    urls_csv: Path | None = None,
-    limit: int = 500,
-    workers: int | None = None,
-    per_host: int | None = None,
-    connections: int | None = None,
-    fetch: FetchOptions | None = None,
+    fetch: FetchOptions = FetchOptions(),
     max_pixels: int = MAX_PIXELS,
     min_side: int = MIN_SIDE,
 ) -> list[TermOutcome]:
-    """Download up to `limit` images per term into OUT/Downloaded_images/<term>/, resuming unfinished terms.
+    """Download up to options.limit images per term into OUT/Downloaded_images/<term>/, resuming unfinished terms.
 
-    workers bounds the terms searched at once; per_host and connections (or a whole FetchOptions) bound
-    the downloads in flight per host and in all.
+    execution.workers bounds the terms searched at once; options.max_per_host the downloads in flight per host,
+    fetch (timeouts, retries, connections in all) how they behave on the network. Writes
+    download_summary.csv, one row per downloaded term, last.
     """
-    if limit < 1:
-        raise GimgError(f"--limit must be at least 1 (got {limit})")
-    options = fetch or FetchOptions()
-    try:
-        options = replace(options, per_host=per_host or options.per_host, connections=connections or options.connections)
-    except ValueError as error:
-        raise GimgError(f"bad download option: {error}") from None
-    # Checked before any work: an unknown engine or unusable urls CSV raises GimgError here. The pause
-    # between search pages defaults to 1 s, or 0 when engine_url is on 127.0.0.1/localhost.
-    searcher = make_engine(engine, base_url=engine_url, urls_csv=urls_csv)
+    # Checked before any work: an unusable urls CSV raises GimgError here. The pause between search pages
+    # defaults to 1 s, or 0 when engine_url is on 127.0.0.1/localhost.
+    searcher = make_engine(options)
     terms = list(terms)
     layout = Layout(out)
     layout.remember_terms(terms)
-    concurrent_terms = max(1, min(workers or default_workers(), len(terms)))
-    with Downloader(options, max_pixels, min_side) as downloader, ThreadPoolExecutor(concurrent_terms) as pool:
-        jobs = pool.map(lambda term: download_term(term, layout, searcher, limit, downloader), terms)
-        return list(tqdm(jobs, total=len(terms), desc="download", unit="term", disable=None))
+    concurrent_terms = max(1, min(execution.workers or default_workers(), len(terms)))
+    downloader = Downloader(options.max_per_host, fetch, max_pixels, min_side)
+    with downloader, ThreadPoolExecutor(concurrent_terms) as pool:
+        jobs = pool.map(lambda term: download_term(term, layout, searcher, options, downloader), terms)
+        outcomes = list(tqdm(jobs, total=len(terms), desc="download", unit="term", disable=None))
+    if any(outcome.status == "done" for outcome in outcomes) or not layout.download_summary.exists():
+        write_download_summary(layout, options)
+    return outcomes
 
 
-def _search(term: str, folder: Path, engine: Engine, limit: int) -> list[SearchResult]:
+def write_download_summary(layout: Layout, options: DownloadOptions) -> None:
+    """download_summary.csv: per term with a manifest, its counts, success share and low-yield flag."""
+    rows = []
+    for term in layout.terms_with("manifest"):
+        with layout.manifest(term).open(newline="", encoding="utf-8") as handle:
+            records = [Record(**{**row, "rank": int(row["rank"])}) for row in csv.DictReader(handle)]
+        counts = Counter(record.status for record in records)
+        share = success_share(records)
+        rows.append({"term": term, "results": len(records), **{status: counts[status] for status in STATUSES},
+                     "success_share": round(share, 4), "low_yield": share < options.min_success,
+                     "most_common_problem": most_common_problem(records)})
+    write_csv(layout.download_summary, rows, SUMMARY_COLUMNS)
+
+
+def _search(term: str, layout: Layout, engine: Engine, limit: int) -> list[SearchResult]:
     """The term's results: those saved by an interrupted run when they cover limit, else a new search (saved)."""
-    saved_path = folder / SEARCH
+    saved_path = layout.search_record(term)
     if saved_path.exists():
         saved = json.loads(saved_path.read_text(encoding="utf-8"))
         if saved["limit"] >= limit or len(saved["results"]) < saved["limit"]:
             return [SearchResult(*row) for row in saved["results"]][:limit]
     results = engine.search(term, limit)
-    folder.mkdir(parents=True, exist_ok=True)
+    saved_path.parent.mkdir(parents=True, exist_ok=True)
     rows = [[r.rank, r.url, r.source_page, r.engine] for r in results]
     with atomic_path(saved_path) as temporary:
         temporary.write_text(json.dumps({"limit": limit, "results": rows}), encoding="utf-8")
@@ -336,20 +378,20 @@ def near_duplicates(records: list[Record]) -> list[dict]:
     return pairs
 
 
-def _finish(manifest: Path, records: list[Record], found: int, limit: int, resumed: int) -> str:
+def _finish(layout: Layout, term: str, records: list[Record], found: int, limit: int, resumed: int) -> str:
     """Mark duplicates, report near duplicates, drop files no row names, write the manifest last."""
-    folder = manifest.parent
+    folder = layout.downloaded(term)
     mark_duplicates(records, folder)
     records.sort(key=lambda record: record.key)
     near = near_duplicates(records)
     if near:
-        write_csv(folder / NEAR_DUPLICATES, near, NEAR_COLUMNS)
+        write_csv(layout.near_duplicates(term), near, NEAR_COLUMNS)
     else:
-        (folder / NEAR_DUPLICATES).unlink(missing_ok=True)
+        layout.near_duplicates(term).unlink(missing_ok=True)
     _remove_strays(folder, {record.file for record in records if record.file})
-    write_csv(manifest, [_one_line(asdict(record)) for record in records], COLUMNS)
-    (folder / JOURNAL).unlink(missing_ok=True)
-    (folder / SEARCH).unlink(missing_ok=True)
+    write_csv(layout.manifest(term), [_one_line(asdict(record)) for record in records], COLUMNS)
+    layout.journal(term).unlink(missing_ok=True)
+    layout.search_record(term).unlink(missing_ok=True)
     return _summary(records, found, limit, resumed, len(near))
 
 

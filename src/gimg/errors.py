@@ -15,3 +15,7 @@ class EngineError(GimgError):
 
 class ModelError(GimgError):
     """A model file is missing or cannot be loaded, or the requested device is absent."""
+
+
+class OptionError(GimgError, ValueError):
+    """An option value outside its choices or range: a GimgError for the CLI, a ValueError for library callers."""

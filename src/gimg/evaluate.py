@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import math
 import shutil
 from importlib.metadata import version
 from dataclasses import dataclass
@@ -15,11 +13,17 @@ import pandas as pd
 from PIL import Image, ImageDraw, ImageOps
 
 from . import __version__
+from .analyze import biggest_faces
+from .classify import run_classify
+from .correction import Evaluation, write_evaluation
 from .errors import GimgError, MissingInputError
+from .faces import run_crop
 from .layout import Layout, write_csv
+from .options import ClassifyOptions, CropOptions, EvaluateOptions, ExecutionOptions
 
 EVALUATION_TERM = "evaluation"
-FORMAT = "gimg-evaluation/1"
+PROVENANCE = ("gimg evaluate: tight crops padded onto a mid-grey canvas twice their size, then the crop and classify "
+              "stages as users run them; the biggest face per image is scored.")
 AGE_BANDS = [0, 30, 45, 60, 200]
 AGE_LABELS = ["<30", "30-44", "45-59", "60+"]
 CALIBRATION_BINS = 10
@@ -168,8 +172,8 @@ def group_columns(labels: pd.DataFrame) -> pd.DataFrame:
     return groups
 
 
-def summarize(scored: pd.DataFrame, *, cutoff: float, model: str, dataset: str) -> dict:
-    """The evaluation.json document: overall and per-group metrics, gaps, calibration, provenance."""
+def summarize(scored: pd.DataFrame, *, cutoff: float, model: str, dataset: str) -> tuple[Evaluation, dict]:
+    """The evaluation (counts and provenance) and its details: rates, per-group metrics, gaps, calibration."""
     overall = metrics_for(scored, cutoff)
     groups, gaps = {}, {}
     for column, values in group_columns(scored).items():
@@ -181,33 +185,19 @@ def summarize(scored: pd.DataFrame, *, cutoff: float, model: str, dataset: str) 
             best, worst = max(accuracies, key=accuracies.get), min(accuracies, key=accuracies.get)
             gaps[column] = {"best": best, "worst": worst, "accuracy_gap": accuracies[best] - accuracies[worst]}
     found = scored.dropna(subset=["p_female"])
-    return {
-        "format": FORMAT,
-        "model": model,
-        "model_version": f"{model_version(model)}; gimg {__version__}",
-        "dataset": dataset,
-        "cutoff": cutoff,
-        "created": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
-        "positive": "female",
-        "provenance": "gimg evaluate: tight crops padded onto a mid-grey canvas twice their size, then the "
-                      "crop and classify stages as users run them; the biggest face per image is scored.",
-        "counts": {key: overall[key] for key in ("n", "tp", "fp", "tn", "fn")},
-        **{key: overall[key] for key in ("sensitivity", "specificity", "accuracy", "balanced_accuracy", "f1",
-                                         "no_face")},
+    evaluation = Evaluation(
+        model=model, model_version=f"{model_version(model)}; gimg {__version__}", dataset=dataset, cutoff=cutoff,
+        tp=overall["tp"], fp=overall["fp"], tn=overall["tn"], fn=overall["fn"], provenance=PROVENANCE,
+        created=datetime.now(timezone.utc).strftime("%Y-%m-%d"),
+    )
+    details = {
+        **{key: overall[key] for key in ("accuracy", "balanced_accuracy", "f1", "no_face")},
         "no_face_share": overall["no_face"] / len(scored) if len(scored) else float("nan"),
         "groups": groups,
         "group_gaps": gaps,
         "calibration": calibration((found.gender == "female").to_numpy(), found.p_female.to_numpy()),
     }
-
-
-def _without_nan(value):
-    """The metrics with undefined rates (NaN) as JSON null, so that any JSON reader can load the file."""
-    if isinstance(value, dict):
-        return {key: _without_nan(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_without_nan(item) for item in value]
-    return None if isinstance(value, float) and math.isnan(value) else value
+    return evaluation, details
 
 
 def contact_sheet(wrong: pd.DataFrame, crops: Path, target: Path) -> None:
@@ -229,35 +219,33 @@ def contact_sheet(wrong: pd.DataFrame, crops: Path, target: Path) -> None:
     sheet.save(target)
 
 
-def run_evaluate(labels_csv: Path, *, images: Path | None = None, out: Path = Path("evaluation"),
-                 model: str = "onnx", detector: str = "blazeface", cutoff: float = 0.5,
-                 workers: int | None = None) -> EvaluationResult:
+def run_evaluate(
+    labels_csv: Path,
+    out: Path = Path("evaluation"),
+    options: EvaluateOptions = EvaluateOptions(),
+    crop: CropOptions = CropOptions(),
+    classify: ClassifyOptions = ClassifyOptions(),
+    execution: ExecutionOptions = ExecutionOptions(),
+) -> EvaluationResult:
     """Run crop + classify on labelled images and write evaluation.json, predictions.csv and a contact sheet."""
-    from .analyze import biggest_faces
-    from .classify import run_classify
-    from .faces import run_crop
-
     labels = read_labels(labels_csv)
-    images = Path(images) if images else Path(labels_csv).parent / "images"
+    images = options.images or Path(labels_csv).parent / "images"
     if not images.is_dir():
         raise MissingInputError(f"image folder {images} not found: pass --images with the labelled images")
-    out = Path(out)
-    staged = stage_images(labels, images, out)
-    run_crop(out, detector=detector, workers=workers)
-    run_classify(out, model=model, workers=workers)
     layout = Layout(out)
+    staged = stage_images(labels, images, layout.out)
+    run_crop(layout.out, crop, execution)
+    run_classify(layout.out, classify, execution)
     faces = pd.read_csv(layout.dataset(EVALUATION_TERM))
     biggest = biggest_faces(faces)[["image", "file", "p_female"]].rename(columns={"file": "crop"})
     scored = staged.merge(biggest, on="image", how="left")
-    metrics = summarize(scored, cutoff=cutoff, model=str(faces.model.iloc[0]) if len(faces) else model,
-                        dataset=str(Path(labels_csv).resolve()))
-    json_path = out / "evaluation.json"
-    json_path.write_text(json.dumps(_without_nan(metrics), indent=2, allow_nan=False) + "\n")
-    predictions_path = out / "predictions.csv"
-    scored.to_csv(predictions_path, index=False)
+    evaluation, details = summarize(scored, cutoff=options.cutoff, dataset=str(Path(labels_csv).resolve()),
+                                    model=str(faces.model.iloc[0]) if len(faces) else classify.model)
+    write_evaluation(evaluation, layout.evaluation_json, details)
+    scored.to_csv(layout.predictions_csv, index=False)
     wrong = scored.dropna(subset=["p_female"])
-    wrong = wrong[(wrong.p_female >= cutoff) != (wrong.gender == "female")]
-    wrong = wrong.assign(confidence=(wrong.p_female - cutoff).abs()).sort_values("confidence", ascending=False)
-    sheet = out / "misclassified.png"
-    contact_sheet(wrong, layout.cropped(EVALUATION_TERM), sheet)
-    return EvaluationResult(metrics, json_path, predictions_path, sheet)
+    wrong = wrong[(wrong.p_female >= options.cutoff) != (wrong.gender == "female")]
+    wrong = wrong.assign(confidence=(wrong.p_female - options.cutoff).abs()).sort_values("confidence", ascending=False)
+    contact_sheet(wrong, layout.cropped(EVALUATION_TERM), layout.misclassified_png)
+    metrics = {**evaluation.to_json(), **details}
+    return EvaluationResult(metrics, layout.evaluation_json, layout.predictions_csv, layout.misclassified_png)

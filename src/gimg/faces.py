@@ -6,7 +6,7 @@ import csv
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import cv2
 import dlib
@@ -14,16 +14,16 @@ import numpy as np
 
 from . import models, parallel
 from .blazeface import detect_faces_blazeface
+from .crops import Box, box_in_crop, crop_box, decode_crop
 from .layout import Layout, is_fresh, write_csv
+from .options import CropOptions, ExecutionOptions
 from .outcome import TermOutcome
+from .registry import resolve
 
-DETECTORS = ("blazeface", "hog", "cnn")
 FACES_COLUMNS = [
     "file", "image", "face", "left", "top", "right", "bottom",
     "crop_left", "crop_top", "width", "height", "image_width", "image_height",
 ]
-# The original CropFaces.py margins around face_recognition's box: 50 px above, 30 px on the other sides.
-MARGIN_TOP, MARGIN_BOTTOM, MARGIN_SIDE = 50, 30, 30
 _JPEG_QUALITY = 95  # cv2.imwrite's default, which the original used
 # Images per pool task: large enough that pickling and scheduling cost little, small enough to balance 2 workers.
 _CHUNKSIZE = 16
@@ -35,40 +35,14 @@ _CHUNKSIZE = 16
 MIN_FACE_FRACTION = 1 / 12
 MIN_FACE_FLOOR = 36.0
 
-_loaded: dict[str, Any] = {}
-
-
-class Box(NamedTuple):
-    """A rectangle in pixels: left and top included, right and bottom as dlib reports them."""
-
-    left: int
-    top: int
-    right: int
-    bottom: int
-
-
-def _check_detector(detector: str) -> None:
-    if detector not in DETECTORS:
-        raise ValueError(f"unknown face detector {detector!r}: choose one of {', '.join(DETECTORS)}")
-
-
-def _cached(key: str, load: Callable[[], Any]) -> Any:
-    """A model loaded once per process (each pool worker pays for it once, never per image)."""
-    if key not in _loaded:
-        _loaded[key] = load()
-    return _loaded[key]
+# Called by the crop workers with each image's faces, as (RGB crop, face box in crop coordinates); returns, per
+# face, extra columns for its row. The pipeline passes a gender classifier here to fuse crop and classify.
+FaceHook = Callable[[list[tuple[np.ndarray, Box]]], Sequence[dict]]
 
 
 def auto_min_face(width: int, height: int) -> float:
     """The smallest face BlazeFace looks for by default: a fraction of the short side, at least MIN_FACE_FLOOR px."""
     return max(MIN_FACE_FLOOR, MIN_FACE_FRACTION * min(width, height))
-
-
-def _dlib_detector(detector: str) -> Callable[[np.ndarray, int], list]:
-    if detector == "hog":
-        return _cached("hog", dlib.get_frontal_face_detector)
-    cnn = _cached("cnn", lambda: dlib.cnn_face_detection_model_v1(str(models.cnn_face_detector())))
-    return lambda image, upsample: [detection.rect for detection in cnn(image, upsample)]
 
 
 def _rect_to_box(rect: dlib.rectangle, image_shape: tuple[int, ...]) -> Box:
@@ -81,44 +55,36 @@ def _box_to_rect(box: Box) -> dlib.rectangle:
     return dlib.rectangle(int(box.left), int(box.top), int(box.right), int(box.bottom))
 
 
-def detect_faces(
-    image: np.ndarray, *, detector: str = "blazeface", upsample: int = 1, min_face: float | None = None
-) -> list[Box]:
-    """The face boxes in an RGB uint8 image, most confident first (HOG and BlazeFace).
+def detect_blazeface(image: np.ndarray, options: CropOptions) -> list[Box]:
+    """BlazeFace's faces, down to options.min_face px (auto_min_face of the image when None)."""
+    height, width = image.shape[:2]
+    smallest = auto_min_face(width, height) if options.min_face is None else options.min_face
+    found = detect_faces_blazeface(image, min_face=smallest)
+    return [Box(face.left, face.top, face.right, face.bottom) for face in found]
 
-    upsample applies to dlib's detectors, min_face (px; None: auto_min_face) to BlazeFace.
-    """
-    _check_detector(detector)
-    if upsample < 0:
-        raise ValueError(f"upsample must be 0 or more, got {upsample}")
-    if detector == "blazeface":
-        height, width = image.shape[:2]
-        smallest = auto_min_face(width, height) if min_face is None else min_face
-        found = detect_faces_blazeface(image, min_face=smallest)
-        return [Box(face.left, face.top, face.right, face.bottom) for face in found]
-    return [_rect_to_box(rect, image.shape) for rect in _dlib_detector(detector)(image, upsample)]
+
+def detect_hog(image: np.ndarray, options: CropOptions) -> list[Box]:
+    """dlib's HOG detector (the original's), upsampling options.upsample times."""
+    hog = models.cached("hog", dlib.get_frontal_face_detector)
+    return [_rect_to_box(rect, image.shape) for rect in hog(image, options.upsample)]
+
+
+def detect_cnn(image: np.ndarray, options: CropOptions) -> list[Box]:
+    """dlib's MMOD CNN detector, upsampling options.upsample times."""
+    cnn = models.cached("cnn", lambda: dlib.cnn_face_detection_model_v1(str(models.cnn_face_detector())))
+    return [_rect_to_box(detection.rect, image.shape) for detection in cnn(image, options.upsample)]
+
+
+def detect_faces(image: np.ndarray, options: CropOptions = CropOptions()) -> list[Box]:
+    """The face boxes in an RGB uint8 image, most confident first (HOG and BlazeFace), by options.detector."""
+    return resolve("face detector", options.detector)(image, options)
 
 
 def landmarks_68(image: np.ndarray, box: Box) -> list[tuple[int, int]]:
     """dlib's 68 facial landmarks of the face in box, in image coordinates."""
-    predictor = _cached("68", lambda: dlib.shape_predictor(str(models.landmarks_68_predictor())))
+    predictor = models.cached("68", lambda: dlib.shape_predictor(str(models.landmarks_68_predictor())))
     shape = predictor(image, _box_to_rect(box))
     return [(point.x, point.y) for point in shape.parts()]
-
-
-def crop_box(box: Box, image_shape: tuple[int, ...]) -> Box:
-    """The region the original cropped around a face: its margins, clipped to the image (right/bottom exclusive)."""
-    height, width = image_shape[:2]
-    return Box(
-        max(box.left - MARGIN_SIDE, 0),
-        max(box.top - MARGIN_TOP, 0),
-        min(box.right + MARGIN_SIDE, width),
-        min(box.bottom + MARGIN_BOTTOM, height),
-    )
-
-
-# A gender classifier for the fused crop+classify pass: p_female of each (RGB crop, face box in crop coordinates).
-ClassifyCrops = Callable[[list[tuple[np.ndarray, Box]]], Sequence[float]]
 
 
 class CropTask(NamedTuple):
@@ -127,18 +93,15 @@ class CropTask(NamedTuple):
     term: str
     image: str
     crop_dir: str
-    detector: str
-    upsample: int
-    min_face: float | None = None
-    landmarks: bool = False
-    classify: ClassifyCrops | None = None  # a picklable callable: also classify the crops, as they are written
+    options: CropOptions
+    hook: FaceHook | None = None  # a picklable callable run on each image's crops as they are written
 
 
 @dataclass
 class CropRecord:
     """What crop_one did with one image: status is faces, no_face, unreadable or failed (with error).
 
-    In the fused pass each row also holds p_female, unless classify_error says why the crops were not classified.
+    With a hook, each row also holds the hook's columns, unless hook_error says why the hook failed.
     """
 
     term: str
@@ -146,7 +109,7 @@ class CropRecord:
     status: str
     error: str = ""
     rows: list[dict] = field(default_factory=list)
-    classify_error: str = ""
+    hook_error: str = ""
 
 
 def _read_bgr(path: Path) -> np.ndarray:
@@ -155,23 +118,6 @@ def _read_bgr(path: Path) -> np.ndarray:
     if image is None:
         raise ValueError("not a decodable image")
     return image
-
-
-def decode_crop(data: np.ndarray | bytes) -> np.ndarray:
-    """A crop's JPEG as RGB uint8, decoded the same way in the fused pass and the classify stage.
-
-    OpenCV's decoder gives Pillow's pixels (checked on the 910 bench crops) in about 20% less time.
-    """
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
-    if image is None:
-        raise ValueError("not a decodable image")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-
-
-def box_in_crop(row: dict) -> Box:
-    """The detected box of a faces.csv row, in the coordinates of its crop."""
-    left, top = int(row["crop_left"]), int(row["crop_top"])
-    return Box(int(row["left"]) - left, int(row["top"]) - top, int(row["right"]) - left, int(row["bottom"]) - top)
 
 
 def _save_face(
@@ -209,7 +155,7 @@ def _save_face(
 
 
 def crop_one(task: CropTask) -> CropRecord:
-    """Detect and crop the faces of one image into the term's crop folder (and classify them); never raises."""
+    """Detect and crop the faces of one image into the term's crop folder (and run the hook); never raises."""
     source = Path(task.image)
     try:
         bgr = _read_bgr(source)
@@ -217,9 +163,9 @@ def crop_one(task: CropTask) -> CropRecord:
     except Exception as error:  # any decoder failure (truncated, not an image, bomb) is this image's status
         return CropRecord(task.term, source.name, "unreadable", f"{type(error).__name__}: {error}")
     try:
-        boxes = detect_faces(image, detector=task.detector, upsample=task.upsample, min_face=task.min_face)
+        boxes = detect_faces(image, task.options)
         saved = [
-            _save_face(image, bgr, box, Path(task.crop_dir), source.stem, index, task.landmarks)
+            _save_face(image, bgr, box, Path(task.crop_dir), source.stem, index, task.options.landmarks)
             for index, box in enumerate(boxes)
         ]
     except Exception as error:  # a detector or disk failure on one image must not stop the other images
@@ -228,13 +174,13 @@ def crop_one(task: CropTask) -> CropRecord:
     for row in rows:
         row["image"] = source.name
     record = CropRecord(task.term, source.name, "faces" if rows else "no_face", rows=rows)
-    if task.classify is not None and rows:
+    if task.hook is not None and rows:
         try:
-            p_female = task.classify([(decode_crop(jpeg), box_in_crop(row)) for row, jpeg in saved])
-            for row, value in zip(rows, p_female, strict=True):
-                row["p_female"] = float(value)
-        except Exception as error:  # a model failure fails this term's classification, not its crops
-            record.classify_error = f"{type(error).__name__}: {error}"
+            extras = task.hook([(decode_crop(jpeg), box_in_crop(row)) for row, jpeg in saved])
+            for row, extra in zip(rows, extras, strict=True):
+                row.update(extra)
+        except Exception as error:  # a failing hook fails this term's hook columns, not its crops
+            record.hook_error = f"{type(error).__name__}: {error}"
     return record
 
 
@@ -253,14 +199,6 @@ def _summary(records: list[CropRecord]) -> str:
     return detail
 
 
-def _check_options(detector: str, upsample: int, min_face: float | None) -> None:
-    _check_detector(detector)
-    if upsample < 0:
-        raise ValueError(f"upsample must be 0 or more, got {upsample}")
-    if min_face is not None and min_face <= 0:
-        raise ValueError(f"min_face must be positive, got {min_face}")
-
-
 def chunksize(tasks: int, workers: int) -> int:
     """Items per pool task: up to _CHUNKSIZE, but at least four tasks per worker so that the load stays balanced."""
     return max(1, min(_CHUNKSIZE, tasks // (4 * max(workers, 1))))
@@ -268,22 +206,18 @@ def chunksize(tasks: int, workers: int) -> int:
 
 def crop_terms(
     out: Path,
+    options: CropOptions = CropOptions(),
+    execution: ExecutionOptions = ExecutionOptions(),
     *,
-    detector: str = "blazeface",
-    upsample: int = 1,
-    min_face: float | None = None,
-    landmarks: bool = False,
-    workers: int | None = None,
-    classify: ClassifyCrops | None = None,
+    hook: FaceHook | None = None,
 ) -> tuple[list[TermOutcome], dict[str, list[CropRecord]]]:
-    """run_crop, also returning the records of each term it cropped (with p_female when classify is given)."""
-    _check_options(detector, upsample, min_face)
+    """run_crop, also returning the records of each term it cropped (with the hook's columns when given)."""
     layout = Layout(out)
     terms = layout.require_terms_with("manifest", "crop", "download")
     outcomes: dict[str, TermOutcome] = {}
     tasks: list[CropTask] = []
     records: dict[str, list[CropRecord]] = {}
-    settings = {"detector": detector, "upsample": upsample, "min_face": min_face, "landmarks": landmarks}
+    settings = options.settings()
     for term in terms:
         if is_fresh(layout.faces(term), layout.manifest(term), settings):
             outcomes[term] = TermOutcome(term, "skipped", "faces.csv is newer than manifest.csv, same settings")
@@ -298,11 +232,8 @@ def crop_terms(
             continue
         records[term] = []
         folder = layout.downloaded(term)
-        tasks += [
-            CropTask(term, str(folder / name), str(crop_dir), detector, upsample, min_face, landmarks, classify)
-            for name in images
-        ]
-    workers = parallel.default_workers() if workers is None else workers
+        tasks += [CropTask(term, str(folder / name), str(crop_dir), options, hook) for name in images]
+    workers = parallel.default_workers() if execution.workers is None else execution.workers
     chunk = chunksize(len(tasks), workers)
     for record in parallel.imap(crop_one, tasks, workers=workers, desc="crop", chunksize=chunk):
         records[record.term].append(record)
@@ -321,19 +252,8 @@ def crop_terms(
 
 
 def run_crop(
-    out: Path,
-    *,
-    detector: str = "blazeface",
-    upsample: int = 1,
-    min_face: float | None = None,
-    landmarks: bool = False,
-    workers: int | None = None,
+    out: Path, options: CropOptions = CropOptions(), execution: ExecutionOptions = ExecutionOptions()
 ) -> list[TermOutcome]:
-    """Crop the faces of every downloaded term into Cropped_faces/<term>/, writing faces.csv last.
-
-    min_face (BlazeFace, px) defaults to auto_min_face of each image; landmarks also writes 68-point .txt files.
-    """
-    outcomes, _ = crop_terms(
-        out, detector=detector, upsample=upsample, min_face=min_face, landmarks=landmarks, workers=workers
-    )
+    """Crop the faces of every downloaded term into Cropped_faces/<term>/, writing faces.csv last."""
+    outcomes, _ = crop_terms(out, options, execution)
     return outcomes

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import random
 import threading
 import time
@@ -16,6 +17,8 @@ from requests.adapters import HTTPAdapter
 
 from .engines.base import USER_AGENT, retry_after_seconds
 
+log = logging.getLogger(__name__)
+
 Job = TypeVar("Job")
 _CHUNK = 64 * 1024
 _RETRY_STATUSES = {429, 500, 502, 503, 504}
@@ -26,7 +29,6 @@ class FetchOptions:
     """How downloads behave on the network; the defaults suit real servers, tests shrink the waits."""
 
     connections: int = 64  # downloads in flight at once, over all hosts
-    per_host: int = 4  # downloads in flight (and open connections) per host
     connect_timeout: float = 10.0
     read_timeout: float = 30.0  # longest silence while waiting for bytes
     max_seconds: float = 120.0  # longest time for one whole body
@@ -36,8 +38,8 @@ class FetchOptions:
     max_retry_after: float = 60.0  # a server asking for a longer pause gets no more tries
 
     def __post_init__(self) -> None:
-        if self.connections < 1 or self.per_host < 1 or self.attempts < 1:
-            raise ValueError("connections, per_host and attempts must be at least 1")
+        if self.connections < 1 or self.attempts < 1:
+            raise ValueError("connections and attempts must be at least 1")
 
 
 class FetchError(Exception):
@@ -102,6 +104,7 @@ class HostQueue(Generic[Job]):
         with self._ready:
             self._active[host] -= 1
             if pause > 0:
+                log.debug(f"download: pausing {host} for {pause:g} s, as it asked (Retry-After)")
                 self._paused[host] = max(self._paused.get(host, 0.0), time.monotonic() + pause)
             self._ready.notify_all()
 
@@ -121,14 +124,14 @@ class _NoCookies(DefaultCookiePolicy):
 class Fetcher:
     """One HTTP attempt at a time per call, over a shared connection pool of at most per_host sockets per host."""
 
-    def __init__(self, options: FetchOptions | None = None) -> None:
-        self.options = options or FetchOptions()
+    def __init__(self, options: FetchOptions, per_host: int) -> None:
+        self.options = options
         self.session = requests.Session()
         self.session.headers.update({"User-Agent": USER_AGENT, "Accept": "image/*,*/*;q=0.8"})
         self.session.cookies.set_policy(_NoCookies())
         self.session.max_redirects = 10
         # pool_block: a thread never opens a 5th socket to a host; HostQueue already keeps it from trying.
-        adapter = HTTPAdapter(pool_connections=256, pool_maxsize=self.options.per_host, pool_block=True, max_retries=0)
+        adapter = HTTPAdapter(pool_connections=256, pool_maxsize=per_host, pool_block=True, max_retries=0)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
 

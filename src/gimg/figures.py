@@ -6,12 +6,10 @@ import base64
 import io
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from .analyze import AnalysisResult
+from .analyze import AnalysisResult, compared
 
 MAX_LABELLED_TERMS = 40
 THUMBNAIL_HEIGHT = 64
@@ -31,8 +29,6 @@ def plot_scatter(result: AnalysisResult) -> bytes:
     # Imported on use: `import gimg` (and so every pool worker) would otherwise pay about a second for it.
     from matplotlib.figure import Figure
 
-    from .analyze import compared
-
     summary = result.summary
     with_census = summary.dropna(subset=["census_share_women", "corrected_share"])
     inside = with_census[compared(with_census)]
@@ -41,7 +37,7 @@ def plot_scatter(result: AnalysisResult) -> bytes:
     axes = figure.subplots()
     axes.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1, label="search = census")
     for table, colour, label in ((inside, "tab:purple", "corrected share, 95% CI"),
-                                 (few, "lightgrey", f"fewer than {result.policy.min_faces} faces (not compared)")):
+                                 (few, "lightgrey", f"fewer than {result.options.min_faces} faces (not compared)")):
         if len(table):
             errors = np.vstack([table["corrected_share"] - table["corrected_low"],
                                 table["corrected_high"] - table["corrected_share"]]).clip(min=0)
@@ -61,7 +57,7 @@ def plot_scatter(result: AnalysisResult) -> bytes:
                           textcoords="offset points", fontsize=7)
     axes.set(xlim=(0, 1), ylim=(0, 1), aspect="equal")
     axes.set_xlabel("share of women in the occupation (BLS census)")
-    axes.set_ylabel(f"share of women among faces in search results ({result.policy.faces} face policy), corrected")
+    axes.set_ylabel(f"share of women among faces in search results ({result.options.policy} face policy), corrected")
     if math.isnan(result.pearson_r):
         title = f"Search vs census (n = {result.n_terms}; no correlation: too few terms)"
     else:

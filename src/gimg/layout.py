@@ -10,6 +10,7 @@ import re
 import tempfile
 import unicodedata
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Iterator
 
@@ -23,6 +24,12 @@ TERMS_INDEX = "terms.csv"
 MANIFEST = "manifest.csv"
 FACES = "faces.csv"
 QUARANTINE = "_quarantine"
+JOURNAL = "_journal.csv"  # one row per finished result, appended as they finish: the resume point after a kill
+SEARCH = "_search.json"  # the engine's result list, so a resumed term fetches the same results
+NEAR_DUPLICATES = "near_duplicates.csv"
+DOWNLOAD_SUMMARY = "download_summary.csv"
+RUNS = "runs"
+EVALUATION_JSON = "evaluation.json"
 
 _MAX_FOLDER_BYTES = 80
 _UNSAFE = re.compile(r"[^\w\-. ]+")
@@ -85,6 +92,20 @@ class Layout:
     def quarantine(self, term: str) -> Path:
         return self.downloaded(term) / QUARANTINE
 
+    def journal(self, term: str) -> Path:
+        return self.downloaded(term) / JOURNAL
+
+    def search_record(self, term: str) -> Path:
+        return self.downloaded(term) / SEARCH
+
+    def near_duplicates(self, term: str) -> Path:
+        return self.downloaded(term) / NEAR_DUPLICATES
+
+    @property
+    def download_summary(self) -> Path:
+        """One row per downloaded term: counts by status, the share downloaded, and a low-yield flag."""
+        return self.out / DOWNLOAD_SUMMARY
+
     def cropped(self, term: str) -> Path:
         return self.out / CROPPED / folder_name(term)
 
@@ -97,6 +118,44 @@ class Layout:
     @property
     def analysis(self) -> Path:
         return self.out / ANALYSIS
+
+    @property
+    def summary_csv(self) -> Path:
+        return self.analysis / "summary.csv"
+
+    @property
+    def analysis_json(self) -> Path:
+        return self.analysis / "analysis.json"
+
+    @property
+    def scatter_png(self) -> Path:
+        return self.analysis / "scatter.png"
+
+    @property
+    def report_html(self) -> Path:
+        return self.analysis / "report.html"
+
+    @property
+    def evaluation_json(self) -> Path:
+        """What `gimg evaluate` writes at the top of its output folder, with predictions.csv and misclassified.png."""
+        return self.out / EVALUATION_JSON
+
+    @property
+    def predictions_csv(self) -> Path:
+        return self.out / "predictions.csv"
+
+    @property
+    def misclassified_png(self) -> Path:
+        return self.out / "misclassified.png"
+
+    @property
+    def demo_site(self) -> Path:
+        """The local engine's site that `gimg demo` builds and serves: img/, index.csv (the truth), terms.txt."""
+        return self.out / "demo_site"
+
+    def run_record(self, started: datetime, command: str) -> Path:
+        """Where a run leaves its resolved options: OUT/runs/<UTC time>-<command>.toml."""
+        return self.out / RUNS / f"{started.strftime('%Y%m%dT%H%M%S.%fZ')}-{command}.toml"
 
     @property
     def terms_index(self) -> Path:
@@ -178,3 +237,21 @@ def write_csv(target: Path, rows: list[dict], columns: list[str], settings: dict
     if settings is not None:
         with atomic_path(settings_path(target)) as temporary:
             temporary.write_text(json.dumps(settings, sort_keys=True), encoding="utf-8")
+
+
+def _json_ready(value):
+    """A copy with NaN as null (strict JSON has no NaN), tuples as lists and paths as text."""
+    if isinstance(value, dict):
+        return {key: _json_ready(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(item) for item in value]
+    if isinstance(value, Path):
+        return str(value)
+    return None if isinstance(value, float) and value != value else value
+
+
+def write_json(target: Path, document: dict) -> None:
+    """Write document as indented strict JSON (NaN as null), atomically."""
+    text = json.dumps(_json_ready(document), indent=2, allow_nan=False)
+    with atomic_path(Path(target)) as temporary:
+        temporary.write_text(text + "\n", encoding="utf-8")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import importlib.resources
 import json
 import random
 import threading
@@ -17,7 +18,7 @@ import pandas as pd
 from PIL import Image, ImageOps
 
 from .errors import MissingInputError
-from .layout import folder_name, write_csv
+from .layout import Layout, folder_name, write_csv
 
 # Demo terms with a share of women near their census share, so that the demo's scatter means something.
 DEMO_SHARES = {
@@ -172,9 +173,20 @@ def serve_site(site: Path) -> Iterator[str]:
         yield base_url
 
 
-def prepare_demo_site(out: Path, faces: Path) -> Path:
-    """Build the demo's site below out (once; a rerun reuses it) and return its folder."""
-    site = Path(out) / "demo_site"
+def demo_faces() -> Path:
+    """The labelled portraits shipped with gimg for the demo (Face Research Lab, CC BY 4.0; see their SOURCE.md)."""
+    return Path(str(importlib.resources.files("gimg") / "data" / "demo_faces"))
+
+
+def prepare_demo_site(out: Path, faces: Path | None = None) -> tuple[Path, Path]:
+    """Build the demo's site below out (once; a rerun reuses it); return its folder and its terms file.
+
+    faces: a folder of images/ and labels.csv (file, gender); default: the portraits shipped with gimg.
+    """
+    faces = demo_faces() if faces is None else Path(faces)
+    site = Layout(out).demo_site
     if not (site / "index.csv").is_file():
         build_site(read_face_labels(faces), faces / "images", site, DEMO_SHARES, per_term=DEMO_PER_TERM)
-    return site
+    terms = site / "terms.txt"
+    terms.write_text("".join(f"{term}\n" for term in DEMO_SHARES), encoding="utf-8")
+    return site, terms

@@ -6,6 +6,7 @@ import importlib.util
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 from .errors import ModelError
 
@@ -88,3 +89,13 @@ def caffe_files() -> CaffeFiles:
         raise ModelError(f"{CAFFE_DEPLOY} not found in {folder}: copy it from the gimg repository's {CAFFE_FOLDER}/")
     mean = folder / CAFFE_MEAN
     return CaffeFiles(deploy=deploy, weights=weights, mean=mean if mean.is_file() else None)
+
+
+_loaded: dict[object, Any] = {}
+
+
+def cached(key: object, load: Callable[[], Any]) -> Any:
+    """A model loaded once per process and reused: each pool worker pays for a load once, never per item."""
+    if key not in _loaded:
+        _loaded[key] = load()
+    return _loaded[key]

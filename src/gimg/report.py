@@ -6,17 +6,13 @@ import base64
 import math
 from datetime import datetime, timezone
 from html import escape
-from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from .figures import thumbnail
+from . import __version__
+from .analyze import STRIP_FACES, AnalysisResult
+from .figures import plot_scatter, thumbnail
 from .layout import atomic_path
-
-STRIP_FACES = 30
-
-if TYPE_CHECKING:
-    from .analyze import AnalysisResult
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 60rem; margin: 2rem auto; padding: 0 1rem; color: #222; }
@@ -106,19 +102,19 @@ def _evaluation_words(result: AnalysisResult) -> str:
 
 def _method(result: AnalysisResult) -> str:
     """The method in plain words: policy, cutoff, model, correction, bootstrap, comparison."""
-    policy = result.policy
+    options = result.options
     models = ", ".join(result.models) or "unknown"
     size = ""
-    if policy.min_face:
-        size = f"Faces whose detected box has a side under <b>{policy.min_face} px</b> were ignored. "
+    if options.min_box:
+        size = f"Faces whose detected box has a side under <b>{options.min_box} px</b> were ignored. "
     return (
         "<p>For each search term, gimg counted the images it downloaded (status <code>downloaded</code> in the "
-        f"term's <code>manifest.csv</code>). {size}{_POLICY_WORDS[policy.faces]} A counted face is a woman when "
+        f"term's <code>manifest.csv</code>). {size}{_POLICY_WORDS[options.policy]} A counted face is a woman when "
         f"the classifier's probability of female (<code>p_female</code>, classifier <b>{escape(models)}</b>) is at "
-        f"least <b>{policy.cutoff:g}</b>. A term's <b>raw share</b> is the number of women divided by the number "
+        f"least <b>{options.cutoff:g}</b>. A term's <b>raw share</b> is the number of women divided by the number "
         "of counted faces.</p>"
         + _evaluation_words(result)
-        + f"<p><b>95% intervals</b> come from {result.resamples} bootstrap replicates (seed {result.seed}). Each "
+        + f"<p><b>95% intervals</b> come from {options.resamples} bootstrap replicates (seed {options.seed}). Each "
         "replicate resamples a term's images with replacement and, at the same time, draws the sensitivity and "
         "specificity from their Beta posteriors given the evaluation's counts (uniform prior), one draw shared by "
         "all terms; the interval is the 2.5th to 97.5th percentile. So the intervals carry both the sampling of "
@@ -126,7 +122,7 @@ def _method(result: AnalysisResult) -> str:
         "gets no spread from resampling its images, so its interval shows only the error rates' uncertainty: read it "
         "with its number of faces.</p>"
         f"<p>The census share is <code>bls_share_women</code> for the same term in "
-        f"<code>{escape(result.census.name)}</code>. Terms with fewer than <b>{policy.min_faces} counted faces</b> "
+        f"<code>{escape(result.census)}</code>. Terms with fewer than <b>{options.min_faces} counted faces</b> "
         f"are flagged and left out of the comparison. Over the {result.n_terms} remaining terms with a census share, "
         "gimg reports Pearson's r and Spearman's ρ of corrected search shares with census shares, and the <b>mean "
         "signed difference</b> (search − census; Kay et al. 2015's measure of exaggeration: negative when search "
@@ -167,7 +163,7 @@ def _strips(result: AnalysisResult) -> str:
         for path, p_female in faces:
             data = thumbnail(path)
             if data is not None:
-                tone = "woman" if p_female >= result.policy.cutoff else "man"
+                tone = "woman" if p_female >= result.options.cutoff else "man"
                 images.append(f'<img class="{tone}" title="p_female {p_female:.2f}" alt="face, p_female '
                               f'{p_female:.2f}" src="data:image/jpeg;base64,{data}">')
         body = "".join(images) if images else "<span>no face crops to show</span>"
@@ -183,8 +179,6 @@ def _term_list(terms: list[str], empty: str) -> str:
 
 def render_report(result: AnalysisResult, png: bytes, generated: datetime) -> str:
     """The report's HTML text: headline, method, scatter, per-term table, face strips, provenance."""
-    from . import __version__
-
     image = base64.b64encode(png).decode("ascii")
     notes = [note for note in (result.correlation_note, *result.notes) if note]
     note = "".join(f'<p class="note">{escape(text)}</p>' for text in notes)
@@ -219,14 +213,18 @@ right: most female); a face framed in orange counts as a woman. Hover a face to 
 {_term_list(result.without_census, "None: every term has a census share.")}
 {pending}
 <footer>Generated {generated.strftime("%Y-%m-%d %H:%M:%S UTC")} by gimg {escape(__version__)}.
-Data: {escape(str(result.summary_csv))}.</footer>
+Data: {escape(str(result.layout.summary_csv))}.</footer>
 </body>
 </html>
 """
 
 
-def write_report(result: AnalysisResult, png: bytes) -> None:
-    """Write the report to result.report_html, atomically."""
+def write_report(result: AnalysisResult) -> None:
+    """Draw the scatter plot and write analysis/scatter.png and the self-contained report.html, atomically."""
+    png = plot_scatter(result)
+    layout = result.layout
+    with atomic_path(layout.scatter_png) as temporary:
+        temporary.write_bytes(png)
     html = render_report(result, png, datetime.now(timezone.utc))
-    with atomic_path(result.report_html) as temporary:
+    with atomic_path(layout.report_html) as temporary:
         temporary.write_text(html, encoding="utf-8")

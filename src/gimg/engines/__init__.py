@@ -2,39 +2,18 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from ..errors import GimgError
+from ..options import DownloadOptions
+from ..registry import ENGINES, resolve
 from .base import Engine, SearchResult, default_page_delay
-from .bing import BingEngine
-from .duckduckgo import DuckDuckGoEngine
-from .google import GoogleEngine
-from .urls import UrlsEngine
-
-ENGINES = ("google", "bing", "duckduckgo", "urls")
 
 __all__ = ["ENGINES", "Engine", "SearchResult", "default_page_delay", "make_engine"]
 
 
-def make_engine(
-    name: str,
-    *,
-    base_url: str | None = None,
-    urls_csv: Path | None = None,
-    page_delay: float | None = None,
-) -> Engine:
-    """The engine called name, pointed at base_url (its public site when None).
+def make_engine(options: DownloadOptions, *, page_delay: float | None = None) -> Engine:
+    """The engine options name, pointed at options.engine_url (its public site when None).
 
-    page_delay is the pause between search pages; None means default_page_delay(base_url). Raises
-    GimgError, before any search, for an unknown name or an unusable urls CSV.
+    page_delay is the pause between search pages; None means default_page_delay(engine_url). Raises
+    GimgError, before any search, for an unusable urls CSV or a missing browser.
     """
-    delay = default_page_delay(base_url) if page_delay is None else page_delay
-    if name == "bing":
-        return BingEngine(base_url, page_delay=delay)
-    if name == "duckduckgo":
-        return DuckDuckGoEngine(base_url, page_delay=delay)
-    if name == "google":
-        return GoogleEngine(base_url, page_delay=delay)
-    if name == "urls":
-        return UrlsEngine(urls_csv)
-    raise GimgError(f"unknown engine '{name}': choose one of {', '.join(ENGINES)}")
+    delay = default_page_delay(options.engine_url) if page_delay is None else page_delay
+    return resolve("engine", options.engine).from_options(options, page_delay=delay)

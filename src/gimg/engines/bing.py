@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from html.parser import HTMLParser
 
+from ..options import DownloadOptions
 from .base import Hit, Ranker, SearchResult, Throttle, check_page, get_page, new_session
 
 DEFAULT_BASE = "https://www.bing.com"
@@ -44,6 +45,10 @@ class BingEngine:
     """Bing Images: requests `{base}/images/async?q=..&first=..&count=35&mmasync=1` until enough results."""
 
     name = "bing"
+
+    @classmethod
+    def from_options(cls, options: DownloadOptions, *, page_delay: float) -> BingEngine:
+        return cls(options.engine_url, page_delay=page_delay)
 
     def __init__(self, base_url: str | None = None, *, page_delay: float = 1.0) -> None:
         self.base_url = (base_url or DEFAULT_BASE).rstrip("/")

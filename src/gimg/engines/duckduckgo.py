@@ -6,6 +6,7 @@ import json
 import re
 
 from ..errors import EngineError
+from ..options import DownloadOptions
 from .base import Hit, Ranker, SearchResult, Throttle, blocked, check_page, get_page, looks_blocked, new_session
 
 DEFAULT_BASE = "https://duckduckgo.com"
@@ -47,6 +48,10 @@ class DuckDuckGoEngine:
     """DuckDuckGo Images: `{base}/?q=..` for the token, then `{base}/i.js?q=..&o=json&vqd=..&p=1` and its `next`."""
 
     name = "duckduckgo"
+
+    @classmethod
+    def from_options(cls, options: DownloadOptions, *, page_delay: float) -> DuckDuckGoEngine:
+        return cls(options.engine_url, page_delay=page_delay)
 
     def __init__(self, base_url: str | None = None, *, page_delay: float = 1.0) -> None:
         self.base_url = (base_url or DEFAULT_BASE).rstrip("/")

@@ -12,6 +12,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from ..errors import EngineError, GimgError
+from ..options import DownloadOptions
 from .base import USER_AGENT, Hit, Ranker, SearchResult, Throttle, blocked, check_page
 
 DEFAULT_BASE = "https://www.google.com"
@@ -140,6 +141,10 @@ class GoogleEngine:
     """Google Images in headless chromium: opens `{base}/search?q=..&udm=2`, scrolls, and reads the DOM."""
 
     name = "google"
+
+    @classmethod
+    def from_options(cls, options: DownloadOptions, *, page_delay: float) -> GoogleEngine:
+        return cls(options.engine_url, page_delay=page_delay)
 
     def __init__(
         self,

@@ -6,6 +6,7 @@ import csv
 from pathlib import Path
 
 from ..errors import EngineError, GimgError
+from ..options import DownloadOptions
 from .base import SearchResult
 
 REQUIRED = ("term", "url")
@@ -61,6 +62,10 @@ class UrlsEngine:
     """Replays the results listed for each term in a CSV; the file is checked when the engine is made."""
 
     name = "urls"
+
+    @classmethod
+    def from_options(cls, options: DownloadOptions, *, page_delay: float) -> UrlsEngine:
+        return cls(options.urls)
 
     def __init__(self, urls_csv: Path | None) -> None:
         if urls_csv is None:

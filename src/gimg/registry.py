@@ -1,0 +1,42 @@
+"""Name -> implementation registries, kept as import paths so that listing the names imports nothing heavy.
+
+Like fsspec's known_implementations: the keys are the choices the CLI offers, the values are resolved on use.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+from .errors import OptionError
+
+ENGINES = {
+    "google": "gimg.engines.google:GoogleEngine",
+    "bing": "gimg.engines.bing:BingEngine",
+    "duckduckgo": "gimg.engines.duckduckgo:DuckDuckGoEngine",
+    "urls": "gimg.engines.urls:UrlsEngine",
+}
+DETECTORS = {
+    "blazeface": "gimg.faces:detect_blazeface",
+    "hog": "gimg.faces:detect_hog",
+    "cnn": "gimg.faces:detect_cnn",
+}
+CLASSIFIERS = {
+    "onnx": "gimg.classify:OnnxGender",
+    "caffe": "gimg.classify:CaffeGender",
+}
+KINDS = {"engine": ENGINES, "face detector": DETECTORS, "gender model": CLASSIFIERS}
+
+
+def check_choice(kind: str, name: str, choices) -> None:
+    """Raise OptionError naming the valid choices when name is not one of them."""
+    if name not in choices:
+        raise OptionError(f"unknown {kind} '{name}': choose one of {', '.join(choices)}")
+
+
+def resolve(kind: str, name: str) -> Any:
+    """The implementation registered under name for kind ("engine", "face detector", "gender model")."""
+    registry = KINDS[kind]
+    check_choice(kind, name, registry)
+    module, _, attribute = registry[name].partition(":")
+    return getattr(import_module(module), attribute)
