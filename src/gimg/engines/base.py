@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import email.utils
+import re
 import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit
 
 import requests
 
 from .. import __version__
-from ..errors import EngineError
+from ..errors import EngineError, GimgError
+
+if TYPE_CHECKING:
+    from .record import RequestRecorder
 
 USER_AGENT = f"gimg/{__version__} (+research; image-search audit)"
 TIMEOUT = (10, 30)
@@ -43,12 +47,69 @@ _NO_RESULTS_MARKERS = (
     "we did not find any results",
     "no results found for",
     "no image results",
+    "did not match any",
 )
 PAGE_ATTEMPTS = 3
 MAX_PAGE_RETRY_AFTER = 30.0
 
 Hit = tuple[str, str]
 """One parsed result: (image URL, page the image is on)."""
+
+SAFE_SEARCH = ("off", "moderate", "strict")
+_MARKET = re.compile(r"([a-z]{2,3})-([a-z]{2})", re.IGNORECASE)
+_LANGUAGE = re.compile(r"([a-z]{2,3})(?:-([a-z]{2}))?", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class SearchContext:
+    """Where and how a search is asked: a market (language-COUNTRY, e.g. en-US), a language, and safe search.
+
+    None leaves the setting to the engine, which then follows the machine's IP address and its own defaults.
+    The language (e.g. en, pt-BR) defaults to the market's. Each engine maps the context to its own parameters,
+    cookies and headers; the requests it records show exactly what was sent.
+    """
+
+    market: str | None = None
+    language: str | None = None
+    safe_search: str = "moderate"
+
+    def __post_init__(self) -> None:
+        if self.market is not None:
+            match = _MARKET.fullmatch(self.market.strip())
+            if not match:
+                raise GimgError(f"market {self.market!r} is not language-COUNTRY: write e.g. en-US, de-DE or en-GB")
+            object.__setattr__(self, "market", f"{match[1].lower()}-{match[2].upper()}")
+        if self.language is not None:
+            match = _LANGUAGE.fullmatch(self.language.strip())
+            if not match:
+                raise GimgError(f"language {self.language!r} is not a language code: write e.g. en, de or pt-BR")
+            region = f"-{match[2].upper()}" if match[2] else ""
+            object.__setattr__(self, "language", f"{match[1].lower()}{region}")
+        if self.safe_search not in SAFE_SEARCH:
+            raise GimgError(f"unknown safe search {self.safe_search!r}: choose one of {', '.join(SAFE_SEARCH)}")
+
+    @property
+    def country(self) -> str | None:
+        """The market's two-letter country (US for en-US), None without a market."""
+        return self.market.split("-")[1] if self.market else None
+
+    @property
+    def interface_language(self) -> str | None:
+        """The language asked for, else the market's (en for en-US), None when neither is set."""
+        if self.language:
+            return self.language
+        return self.market.split("-")[0] if self.market else None
+
+    @property
+    def accept_language(self) -> str | None:
+        """An Accept-Language header for the context (en-US,en;q=0.9 for the market en-US), None when unset."""
+        tags = [self.language, self.market, self.market.split("-")[0] if self.market else None]
+        unique = list(dict.fromkeys(tag for tag in tags if tag))
+        return ",".join(tag if i == 0 else f"{tag};q={1 - i / 10:.1f}" for i, tag in enumerate(unique)) or None
+
+    def to_json(self) -> dict[str, str | None]:
+        """The context as a JSON object."""
+        return {"market": self.market, "language": self.language, "safe_search": self.safe_search}
 
 
 @dataclass(frozen=True)
@@ -95,10 +156,12 @@ class Throttle:
             self._next = time.monotonic() + self.delay
 
 
-def new_session() -> requests.Session:
-    """An HTTP session that says who it is."""
+def new_session(user_agent: str = USER_AGENT, accept_language: str | None = None) -> requests.Session:
+    """An HTTP session that says who it is (and, when given, which languages it wants)."""
     session = requests.Session()
-    session.headers["User-Agent"] = USER_AGENT
+    session.headers["User-Agent"] = user_agent
+    if accept_language:
+        session.headers["Accept-Language"] = accept_language
     return session
 
 
@@ -110,26 +173,32 @@ def get_page(
     params: dict | None = None,
     *,
     retry_wait: float = 1.0,
+    recorder: RequestRecorder | None = None,
     **kwargs,
 ) -> requests.Response:
     """GET one search page, retrying timeouts, resets, 5xx and 429 (honouring Retry-After) a few times.
 
-    Network errors, HTTP errors and consent redirects that remain become EngineError. retry_wait is the
-    first backoff (doubling after); 0 for a server on this machine.
+    Network errors, HTTP errors and consent or "sorry" redirects that remain become EngineError. retry_wait is
+    the first backoff (doubling after); 0 for a server on this machine. recorder, when given, keeps every
+    request sent (redirects and retries included) with its outcome.
     """
     for attempt in range(1, PAGE_ATTEMPTS + 1):
         last = attempt == PAGE_ATTEMPTS
         backoff = retry_wait * 2 ** (attempt - 1)
+        started = time.time()
         try:
             response = session.get(url, params=params, timeout=TIMEOUT, **kwargs)
-        except (requests.ConnectionError, requests.Timeout) as error:
-            if last:
+        except requests.RequestException as error:
+            if recorder is not None:
+                recorder.add_failure(engine, term, session, url, params, kwargs, started, type(error).__name__)
+            if last or not isinstance(error, (requests.ConnectionError, requests.Timeout)):
                 raise EngineError(f"{engine}: cannot reach {url}: {type(error).__name__}") from None
             time.sleep(backoff)
             continue
-        except requests.RequestException as error:
-            raise EngineError(f"{engine}: cannot reach {url}: {type(error).__name__}") from None
-        if (urlsplit(response.url).hostname or "").startswith("consent."):
+        if recorder is not None:
+            recorder.add_response(engine, term, response, started)
+        landed = urlsplit(response.url)
+        if (landed.hostname or "").startswith("consent.") or landed.path.startswith("/sorry/"):
             raise blocked(engine, term)
         if response.status_code < 400:
             return response
