@@ -1,0 +1,121 @@
+"""Google Images without JavaScript: the basic (WML) results page Google serves to feature phones.
+
+Since 2025 Google's desktop result pages need JavaScript; the `google` engine reads them in headless chromium.
+This engine asks, as SearXNG's google.py and google_images.py do since 2026 (searxng/searxng#6359), for
+`/wml/search?q=..&tbm=isch` with a Nokia feature-phone User-Agent, `Accept: */*` and the CONSENT cookie, and reads
+each result from its `/imgres?imgurl=<image>&imgrefurl=<page>` link. Use it where chromium or chromedriver is
+missing (google_engine picks it then), or on its own as `google-basic`.
+
+What its parser was tested on: the only real Google markup at hand, a December 2015 desktop block from searx's
+tests whose result link has the same `/imgres?imgurl=..&imgrefurl=..` form; and a page we wrote in the structure
+SearXNG's parser reads (tests/fixtures/pages/google_basic_wml_constructed.html). No real WML page was available.
+Unlike SearXNG, gimg cannot present an Android browser's TLS fingerprint (SearXNG uses curl_cffi's
+`impersonate="chrome99_android"`), and reports of 2026-10 say Google answers 403 to this endpoint from some
+networks: a blocked page fails the term loudly, as every engine does.
+"""
+
+from __future__ import annotations
+
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+from .base import Engine, Hit, Ranker, SearchContext, SearchResult, Throttle, check_page, get_page, new_session
+from .google import CHROMEDRIVER, CHROMIUM, CONSENT_COOKIE, DEFAULT_BASE, GoogleEngine, google_params
+from .record import RequestRecorder
+
+# One of the Nokia User-Agents SearXNG sends to this endpoint.
+FEATURE_PHONE_USER_AGENT = "Nokia6230i/2.0 (03.80) Profile/MIDP-2.0 Configuration/CLDC-1.1"
+
+
+class _ImageLinks(HTMLParser):
+    """Collects (imgurl, imgrefurl) from every link to /imgres?, in page order."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.hits: list[Hit] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        href = dict(attrs).get("href") or ""
+        if tag != "a" or "/imgres?" not in href:
+            return
+        query = parse_qs(urlsplit(href).query)
+        image = query.get("imgurl", [""])[0]
+        if image:
+            self.hits.append((image, query.get("imgrefurl", [""])[0]))
+
+
+def parse_google_basic(text: str) -> list[Hit]:
+    """(image URL, page URL) of each result of a JavaScript-free Google Images page, in page order."""
+    parser = _ImageLinks()
+    parser.feed(text)
+    parser.close()
+    return parser.hits
+
+
+def google_basic_params(term: str, start: int, context: SearchContext) -> dict[str, str]:
+    """The query parameters of the basic results page whose first result is number start (from 0)."""
+    params = {"q": term, "tbm": "isch", "sca_esv": "1", **google_params(context), "ie": "utf8", "oe": "utf8"}
+    if start:
+        params["start"] = str(start)
+    return params
+
+
+class GoogleBasicEngine:
+    """Google Images' JavaScript-free page: `{base}/wml/search?q=..&tbm=isch&start=..` until enough results."""
+
+    name = "google-basic"
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        *,
+        page_delay: float = 1.0,
+        context: SearchContext | None = None,
+        recorder: RequestRecorder | None = None,
+        user_agent: str = FEATURE_PHONE_USER_AGENT,
+    ) -> None:
+        self.base_url = (base_url or DEFAULT_BASE).rstrip("/")
+        self.throttle = Throttle(page_delay)
+        self.context = context or SearchContext()
+        self.recorder = recorder or RequestRecorder()
+        self.user_agent = user_agent
+
+    def search(self, term: str, limit: int) -> list[SearchResult]:
+        """Up to `limit` results; pages by `start` until the limit, or until a page brings nothing new."""
+        ranker = Ranker(self.name)
+        start = 0
+        with new_session(self.user_agent, self.context.accept_language) as session:
+            session.cookies.update(CONSENT_COOKIE)
+            while len(ranker.results) < limit:
+                self.throttle.wait()
+                text = get_page(
+                    session, self.name, term, f"{self.base_url}/wml/search",
+                    google_basic_params(term, start, self.context), headers={"Accept": "*/*"},
+                    retry_wait=self.throttle.delay, recorder=self.recorder,
+                ).text
+                hits = parse_google_basic(text)
+                check_page(self.name, term, text, hits, first_page=start == 0)
+                if not ranker.add(hits, limit):
+                    break
+                start += len(hits)
+        return ranker.results
+
+
+def google_engine(
+    base_url: str | None = None,
+    *,
+    page_delay: float = 1.0,
+    context: SearchContext | None = None,
+    recorder: RequestRecorder | None = None,
+    driver_path: Path = CHROMEDRIVER,
+    browser_path: Path = CHROMIUM,
+) -> Engine:
+    """Google through chromium when chromium and chromedriver are installed, else its JavaScript-free page.
+
+    The engine's name (google or google-basic) says which one answered, in every result and context record.
+    """
+    if Path(driver_path).exists() and Path(browser_path).exists():
+        return GoogleEngine(base_url, page_delay=page_delay, context=context, recorder=recorder,
+                            driver_path=driver_path, browser_path=browser_path)
+    return GoogleBasicEngine(base_url, page_delay=page_delay, context=context, recorder=recorder)
