@@ -10,10 +10,8 @@ from __future__ import annotations
 import json
 from html.parser import HTMLParser
 
-from .base import (
-    USER_AGENT, Hit, Ranker, SearchContext, SearchResult, Throttle, check_page, get_page, new_session,
-)
-from .record import RequestRecorder
+from .base import Hit, Ranker, SearchContext, SearchResult, check_page
+from .http import HttpEngine
 
 DEFAULT_BASE = "https://www.bing.com"
 PAGE_SIZE = 35
@@ -74,38 +72,19 @@ def parse_bing(text: str) -> list[Hit]:
     return parser.hits
 
 
-class BingEngine:
+class BingEngine(HttpEngine):
     """Bing Images: requests `{base}/images/async?q=..&first=..&count=35` in a context until enough results."""
 
     name = "bing"
-
-    def __init__(
-        self,
-        base_url: str | None = None,
-        *,
-        page_delay: float = 1.0,
-        context: SearchContext | None = None,
-        recorder: RequestRecorder | None = None,
-        user_agent: str = USER_AGENT,
-    ) -> None:
-        self.base_url = (base_url or DEFAULT_BASE).rstrip("/")
-        self.throttle = Throttle(page_delay)
-        self.context = context or SearchContext()
-        self.recorder = recorder or RequestRecorder()
-        self.user_agent = user_agent
+    default_base = DEFAULT_BASE
 
     def search(self, term: str, limit: int) -> list[SearchResult]:
         """Up to `limit` results; pages until the limit, or until a page brings nothing new."""
         ranker = Ranker(self.name)
         first = 1  # Bing's `first` is the 1-based position of the page's first result
-        with new_session(self.user_agent, self.context.accept_language) as session:
-            session.cookies.update(bing_cookies(self.context))
+        with self.session(bing_cookies(self.context)) as session:
             while len(ranker.results) < limit:
-                self.throttle.wait()
-                text = get_page(
-                    session, self.name, term, f"{self.base_url}/images/async", bing_params(term, first, self.context),
-                    retry_wait=self.throttle.delay, recorder=self.recorder,
-                ).text
+                text = self.page(session, term, "/images/async", bing_params(term, first, self.context))
                 hits = parse_bing(text)
                 check_page(self.name, term, text, hits, first_page=first == 1)
                 if not ranker.add(hits, limit):

@@ -14,11 +14,8 @@ import re
 from urllib.parse import parse_qs, urlsplit
 
 from ..errors import EngineError
-from .base import (
-    USER_AGENT, Hit, Ranker, SearchContext, SearchResult, Throttle, blocked, check_page, get_page, looks_blocked,
-    new_session,
-)
-from .record import RequestRecorder
+from .base import Hit, Ranker, SearchContext, SearchResult, blocked, check_page, looks_blocked
+from .http import HttpEngine
 
 DEFAULT_BASE = "https://duckduckgo.com"
 ALL_REGIONS = "wt-wt"
@@ -106,62 +103,40 @@ def _empty_answer(text: str) -> bool:
     return isinstance(data, dict) and data.get("results") == []
 
 
-class DuckDuckGoEngine:
+class DuckDuckGoEngine(HttpEngine):
     """DuckDuckGo Images: `{base}/?q=..` for the token, then `{base}/i.js?o=json&q=..&vqd=..` and its `next`."""
 
     name = "duckduckgo"
-
-    def __init__(
-        self,
-        base_url: str | None = None,
-        *,
-        page_delay: float = 1.0,
-        context: SearchContext | None = None,
-        recorder: RequestRecorder | None = None,
-        user_agent: str = USER_AGENT,
-    ) -> None:
-        self.base_url = (base_url or DEFAULT_BASE).rstrip("/")
-        self.throttle = Throttle(page_delay)
-        self.context = context or SearchContext()
-        self.recorder = recorder or RequestRecorder()
-        self.user_agent = user_agent
+    default_base = DEFAULT_BASE
+    sends_accept_language = False  # as SearXNG's duckduckgo_extra: the region and language go in l, ah and ad
 
     def search(self, term: str, limit: int) -> list[SearchResult]:
         """Up to `limit` results; follows `next` until the limit, the end, or a page with nothing new."""
         ranker = Ranker(self.name)
         # One session, so one User-Agent and one cookie jar, from the token to the last page: the token is
         # tied to the query and the User-Agent.
-        with new_session(self.user_agent) as session:
-            session.cookies.update(duckduckgo_cookies(self.context))
-            self.throttle.wait()
-            text = get_page(
-                session, self.name, term, f"{self.base_url}/", search_page_params(term, self.context),
-                retry_wait=self.throttle.delay, recorder=self.recorder,
-            ).text
+        with self.session(duckduckgo_cookies(self.context)) as session:
+            text = self.page(session, term, "/", search_page_params(term, self.context))
             vqd = parse_vqd(text)
             if vqd is None:
                 if looks_blocked(text):
                     raise blocked(self.name, term)
                 raise EngineError(f"{self.name}: markup changed: no vqd token in the search page for '{term}'")
-            url, params = f"{self.base_url}/i.js", images_params(term, vqd, self.context)
+            path, params = "/i.js", images_params(term, vqd, self.context)
             headers = {"Accept": "*/*", "Referer": f"{self.base_url}/"}
             first_page = True
             while len(ranker.results) < limit:
-                self.throttle.wait()
-                text = get_page(
-                    session, self.name, term, url, params, headers=headers, retry_wait=self.throttle.delay,
-                    recorder=self.recorder,
-                ).text
+                text = self.page(session, term, path, params, headers=headers)
                 hits, following = parse_duckduckgo(text)
                 check_page(self.name, term, text, hits, first_page=first_page, empty_answer=_empty_answer(text))
                 if not ranker.add(hits, limit) or not following:
                     break
                 first_page = False
-                url, params = _next_page(self.base_url, following, images_params(term, vqd, self.context))
+                path, params = _next_page(following, images_params(term, vqd, self.context))
         return ranker.results
 
 
-def _next_page(base_url: str, following: str, params: dict[str, str]) -> tuple[str, dict[str, str]]:
-    """The URL of an i.js `next` link, and those of our parameters it lacks (its own values win)."""
+def _next_page(following: str, params: dict[str, str]) -> tuple[str, dict[str, str]]:
+    """The path of an i.js `next` link, and those of our parameters it lacks (its own values win)."""
     given = parse_qs(urlsplit(following).query, keep_blank_values=True)
-    return f"{base_url}/{following.lstrip('/')}", {name: value for name, value in params.items() if name not in given}
+    return following, {name: value for name, value in params.items() if name not in given}

@@ -20,8 +20,9 @@ from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-from .base import Engine, Hit, Ranker, SearchContext, SearchResult, Throttle, check_page, get_page, new_session
+from .base import Engine, Hit, Ranker, SearchContext, SearchResult, check_page
 from .google import CHROMEDRIVER, CHROMIUM, CONSENT_COOKIE, DEFAULT_BASE, GoogleEngine, google_params
+from .http import HttpEngine
 from .record import RequestRecorder
 
 # One of the Nokia User-Agents SearXNG sends to this endpoint.
@@ -61,39 +62,21 @@ def google_basic_params(term: str, start: int, context: SearchContext) -> dict[s
     return params
 
 
-class GoogleBasicEngine:
+class GoogleBasicEngine(HttpEngine):
     """Google Images' JavaScript-free page: `{base}/wml/search?q=..&tbm=isch&start=..` until enough results."""
 
     name = "google-basic"
-
-    def __init__(
-        self,
-        base_url: str | None = None,
-        *,
-        page_delay: float = 1.0,
-        context: SearchContext | None = None,
-        recorder: RequestRecorder | None = None,
-        user_agent: str = FEATURE_PHONE_USER_AGENT,
-    ) -> None:
-        self.base_url = (base_url or DEFAULT_BASE).rstrip("/")
-        self.throttle = Throttle(page_delay)
-        self.context = context or SearchContext()
-        self.recorder = recorder or RequestRecorder()
-        self.user_agent = user_agent
+    default_base = DEFAULT_BASE
+    default_user_agent = FEATURE_PHONE_USER_AGENT
 
     def search(self, term: str, limit: int) -> list[SearchResult]:
         """Up to `limit` results; pages by `start` until the limit, or until a page brings nothing new."""
         ranker = Ranker(self.name)
         start = 0
-        with new_session(self.user_agent, self.context.accept_language) as session:
-            session.cookies.update(CONSENT_COOKIE)
+        with self.session(CONSENT_COOKIE) as session:
             while len(ranker.results) < limit:
-                self.throttle.wait()
-                text = get_page(
-                    session, self.name, term, f"{self.base_url}/wml/search",
-                    google_basic_params(term, start, self.context), headers={"Accept": "*/*"},
-                    retry_wait=self.throttle.delay, recorder=self.recorder,
-                ).text
+                params = google_basic_params(term, start, self.context)
+                text = self.page(session, term, "/wml/search", params, headers={"Accept": "*/*"})
                 hits = parse_google_basic(text)
                 check_page(self.name, term, text, hits, first_page=start == 0)
                 if not ranker.add(hits, limit):
