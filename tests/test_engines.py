@@ -108,11 +108,11 @@ def test_duckduckgo_follows_next_and_sends_token():
     def route(path, query):
         if path == "/":
             return reply('<html><script>DDG.deep.initialize("/d.js?q=nurse", vqd="4-777");</script></html>')
-        page = int(query["p"])
+        page = int(query.get("s", "0")) // 3 + 1  # i.js pages by offset `s`; its `p` is safe search
         results = [{"image": f"http://img.test/{page}-{n}.jpg", "url": f"http://page.test/{n}"} for n in range(3)]
         answer = {"results": results}
         if page < 3:
-            answer["next"] = f"i.js?q=nurse&o=json&p={page + 1}&s={page * 3}"
+            answer["next"] = f"i.js?q=nurse&o=json&s={page * 3}"
         return reply(json.dumps(answer), "application/json")
 
     with serve(route) as server:
@@ -133,9 +133,9 @@ def test_requests_say_who_they_are(engine):
 
 
 def test_unknown_engine_lists_choices():
-    with pytest.raises(GimgError, match="unknown engine 'yahoo': choose one of google, bing, duckduckgo, urls"):
+    with pytest.raises(GimgError, match="unknown engine 'yahoo': choose one of google, google-basic, bing, duckduckgo, urls"):
         make_engine(DownloadOptions(engine="yahoo"))
-    assert tuple(ENGINES) == ("google", "bing", "duckduckgo", "urls")
+    assert tuple(ENGINES) == ("google", "google-basic", "bing", "duckduckgo", "urls")
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,7 @@ from .errors import OptionError
 from .registry import CLASSIFIERS, DETECTORS, ENGINES, check_choice
 
 POLICIES = ("biggest", "all", "single")
+SAFE_SEARCH = ("off", "moderate", "strict")
 
 
 def option(
@@ -115,6 +116,12 @@ class DownloadOptions(Options):
     engine_url: str | None = option(None, "Base URL of the engine (for a mirror or a local test server), e.g. "
                                           "http://127.0.0.1:8000.", kind=str)
     urls: Path | None = option(None, "CSV with term,url[,rank] columns, for --engine urls.", kind=Path)
+    market: str | None = option(None, "Market (region) to search in, as language-COUNTRY, e.g. en-US or de-DE. "
+                                      "Default: the engine's own, which follows this machine's IP address.", kind=str)
+    language: str | None = option(None, "Language of the engine's interface and results, e.g. en or de. Default: "
+                                        "the market's.", kind=str)
+    safe_search: str = option("moderate", "Safe search: off, moderate (the engines' default) or strict.",
+                              choices=SAFE_SEARCH, noun="safe search setting")
     limit: int = option(500, "Number of top results to download per term.", low=1)
     max_per_host: int = option(4, "Most downloads in flight to any one host, to stay polite.", low=1)
     min_success: float = option(0.5, "Warn about a term when a smaller share of its results could be downloaded "

@@ -10,11 +10,13 @@ from typing import Any
 
 from .errors import OptionError
 
+# Each engine's builder: (DownloadOptions, *, page_delay, context, recorder) -> Engine.
 ENGINES = {
-    "google": "gimg.engines.google:GoogleEngine",
-    "bing": "gimg.engines.bing:BingEngine",
-    "duckduckgo": "gimg.engines.duckduckgo:DuckDuckGoEngine",
-    "urls": "gimg.engines.urls:UrlsEngine",
+    "google": "gimg.engines.google_basic:google_engine",
+    "google-basic": "gimg.engines.google_basic:GoogleBasicEngine.from_options",
+    "bing": "gimg.engines.bing:BingEngine.from_options",
+    "duckduckgo": "gimg.engines.duckduckgo:DuckDuckGoEngine.from_options",
+    "urls": "gimg.engines.urls:UrlsEngine.from_options",
 }
 DETECTORS = {
     "blazeface": "gimg.faces:detect_blazeface",
@@ -38,5 +40,8 @@ def resolve(kind: str, name: str) -> Any:
     """The implementation registered under name for kind ("engine", "face detector", "gender model")."""
     registry = KINDS[kind]
     check_choice(kind, name, registry)
-    module, _, attribute = registry[name].partition(":")
-    return getattr(import_module(module), attribute)
+    module, _, path = registry[name].partition(":")
+    found = import_module(module)
+    for attribute in path.split("."):
+        found = getattr(found, attribute)
+    return found

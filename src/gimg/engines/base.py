@@ -7,13 +7,16 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit
 
 import requests
 
 from .. import __version__
 from ..errors import EngineError
+
+if TYPE_CHECKING:
+    from .record import RequestRecorder
 
 USER_AGENT = f"gimg/{__version__} (+research; image-search audit)"
 TIMEOUT = (10, 30)
@@ -43,13 +46,13 @@ _NO_RESULTS_MARKERS = (
     "we did not find any results",
     "no results found for",
     "no image results",
+    "did not match any",
 )
 PAGE_ATTEMPTS = 3
 MAX_PAGE_RETRY_AFTER = 30.0
 
 Hit = tuple[str, str]
 """One parsed result: (image URL, page the image is on)."""
-
 
 @dataclass(frozen=True)
 class SearchResult:
@@ -95,10 +98,12 @@ class Throttle:
             self._next = time.monotonic() + self.delay
 
 
-def new_session() -> requests.Session:
-    """An HTTP session that says who it is."""
+def new_session(user_agent: str = USER_AGENT, accept_language: str | None = None) -> requests.Session:
+    """An HTTP session that says who it is (and, when given, which languages it wants)."""
     session = requests.Session()
-    session.headers["User-Agent"] = USER_AGENT
+    session.headers["User-Agent"] = user_agent
+    if accept_language:
+        session.headers["Accept-Language"] = accept_language
     return session
 
 
@@ -110,26 +115,32 @@ def get_page(
     params: dict | None = None,
     *,
     retry_wait: float = 1.0,
+    recorder: RequestRecorder | None = None,
     **kwargs,
 ) -> requests.Response:
     """GET one search page, retrying timeouts, resets, 5xx and 429 (honouring Retry-After) a few times.
 
-    Network errors, HTTP errors and consent redirects that remain become EngineError. retry_wait is the
-    first backoff (doubling after); 0 for a server on this machine.
+    Network errors, HTTP errors and consent or "sorry" redirects that remain become EngineError. retry_wait is
+    the first backoff (doubling after); 0 for a server on this machine. recorder, when given, keeps every
+    request sent (redirects and retries included) with its outcome.
     """
     for attempt in range(1, PAGE_ATTEMPTS + 1):
         last = attempt == PAGE_ATTEMPTS
         backoff = retry_wait * 2 ** (attempt - 1)
+        started = time.time()
         try:
             response = session.get(url, params=params, timeout=TIMEOUT, **kwargs)
-        except (requests.ConnectionError, requests.Timeout) as error:
-            if last:
+        except requests.RequestException as error:
+            if recorder is not None:
+                recorder.add_failure(engine, term, session, url, params, kwargs, started, type(error).__name__)
+            if last or not isinstance(error, (requests.ConnectionError, requests.Timeout)):
                 raise EngineError(f"{engine}: cannot reach {url}: {type(error).__name__}") from None
             time.sleep(backoff)
             continue
-        except requests.RequestException as error:
-            raise EngineError(f"{engine}: cannot reach {url}: {type(error).__name__}") from None
-        if (urlsplit(response.url).hostname or "").startswith("consent."):
+        if recorder is not None:
+            recorder.add_response(engine, term, response, started)
+        landed = urlsplit(response.url)
+        if (landed.hostname or "").startswith("consent.") or landed.path.startswith("/sorry/"):
             raise blocked(engine, term)
         if response.status_code < 400:
             return response

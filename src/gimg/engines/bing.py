@@ -1,15 +1,47 @@
-"""Bing Images over HTTP: the async result pages, whose results carry their data in an `m` JSON attribute."""
+"""Bing Images over HTTP: the async result pages, whose results carry their data in an `m` JSON attribute.
+
+The request side follows SearXNG's bing_images.py and bing.py (2025-2026): `/images/async` with `async=1` (and
+`mmasync=1`, which Bing's own page sends), the market in `mkt`/`cc` and the _EDGE_CD/_EDGE_S cookies, the
+language in `setlang` and SRCHHPGUSR's SRCHLANG, safe search in `adlt` and SRCHHPGUSR's ADLT.
+"""
 
 from __future__ import annotations
 
 import json
 from html.parser import HTMLParser
 
-from ..options import DownloadOptions
-from .base import Hit, Ranker, SearchResult, Throttle, check_page, get_page, new_session
+from .base import Hit, Ranker, SearchResult, check_page
+from .context import SearchContext
+from .http import HttpEngine
 
 DEFAULT_BASE = "https://www.bing.com"
 PAGE_SIZE = 35
+ADULT = {"off": "off", "moderate": "moderate", "strict": "strict"}  # the adlt URL parameter
+ADULT_COOKIE = {"off": "OFF", "moderate": "DEMOTE", "strict": "STRICT"}  # ADLT in the SRCHHPGUSR cookie
+
+
+def bing_params(term: str, first: int, context: SearchContext) -> dict[str, str]:
+    """The query parameters of the result page that starts at result `first` (from 1)."""
+    params = {"q": term, "async": "1", "first": str(first), "count": str(PAGE_SIZE), "mmasync": "1"}
+    if context.market:
+        params.update(mkt=context.market, cc=str(context.country))
+    if context.interface_language:
+        params["setlang"] = context.interface_language
+    params["adlt"] = ADULT[context.safe_search]
+    return params
+
+
+def bing_cookies(context: SearchContext) -> dict[str, str]:
+    """The cookies in which Bing keeps market, language and safe search (values as SearXNG sets them)."""
+    language = (context.interface_language or "").lower()
+    cookies = {}
+    if context.market:
+        market = context.market.lower()
+        cookies["_EDGE_CD"] = f"m={market}&u={language or market}"
+        cookies["_EDGE_S"] = f"mkt={market}&ui={language or market}"
+    preferences = [f"SRCHLANG={language}"] if language else []
+    cookies["SRCHHPGUSR"] = "&".join([*preferences, f"ADLT={ADULT_COOKIE[context.safe_search]}"])
+    return cookies
 
 
 class _MetadataAnchors(HTMLParser):
@@ -41,30 +73,19 @@ def parse_bing(text: str) -> list[Hit]:
     return parser.hits
 
 
-class BingEngine:
-    """Bing Images: requests `{base}/images/async?q=..&first=..&count=35&mmasync=1` until enough results."""
+class BingEngine(HttpEngine):
+    """Bing Images: requests `{base}/images/async?q=..&first=..&count=35` in a context until enough results."""
 
     name = "bing"
-
-    @classmethod
-    def from_options(cls, options: DownloadOptions, *, page_delay: float) -> BingEngine:
-        return cls(options.engine_url, page_delay=page_delay)
-
-    def __init__(self, base_url: str | None = None, *, page_delay: float = 1.0) -> None:
-        self.base_url = (base_url or DEFAULT_BASE).rstrip("/")
-        self.throttle = Throttle(page_delay)
+    default_base = DEFAULT_BASE
 
     def search(self, term: str, limit: int) -> list[SearchResult]:
         """Up to `limit` results; pages until the limit, or until a page brings nothing new."""
         ranker = Ranker(self.name)
         first = 1  # Bing's `first` is the 1-based position of the page's first result
-        with new_session() as session:
+        with self.session(bing_cookies(self.context)) as session:
             while len(ranker.results) < limit:
-                self.throttle.wait()
-                params = {"q": term, "first": first, "count": PAGE_SIZE, "mmasync": 1}
-                text = get_page(
-                    session, self.name, term, f"{self.base_url}/images/async", params, retry_wait=self.throttle.delay
-                ).text
+                text = self.page(session, term, "/images/async", bing_params(term, first, self.context))
                 hits = parse_bing(text)
                 check_page(self.name, term, text, hits, first_page=first == 1)
                 if not ranker.add(hits, limit):

@@ -1,4 +1,8 @@
-"""Google Images through headless Debian chromium driven by Selenium, read from the DOM the browser builds."""
+"""Google Images through headless Debian chromium driven by Selenium, read from the DOM the browser builds.
+
+The context goes in `hl` (language), `gl` (country) and `safe` (off or active; moderate is Google's default and
+is not sent), the browser's Accept-Language, and the CONSENT cookie that SearXNG's google.py also sets.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +16,9 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from ..errors import EngineError, GimgError
-from ..options import DownloadOptions
 from .base import USER_AGENT, Hit, Ranker, SearchResult, Throttle, blocked, check_page
+from .context import SearchContext
+from .record import RequestRecord, RequestRecorder, utc_timestamp
 
 DEFAULT_BASE = "https://www.google.com"
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -31,6 +36,8 @@ BROWSER_ARGUMENTS = (
 _VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param", "source", "track", "wbr"}
 _GOOGLE_HOSTS = ("google.com", "gstatic.com", "googleusercontent.com")
 _MAX_STALE_ROUNDS = 3
+SAFE = {"off": "off", "moderate": None, "strict": "active"}  # Google's `safe`; its default (blur) is not sent
+CONSENT_COOKIE = {"CONSENT": "YES+"}  # so that EU IP addresses get results, not the consent page
 _RG_META = re.compile(r"""<div[^>]*class=["']rg_meta["'][^>]*>(.*?)</div>""", re.S)
 
 # Google sets a result's real link (/imgres?imgurl=..&imgrefurl=..) only when the result is pressed or
@@ -137,14 +144,22 @@ def parse_google(page: str) -> list[Hit]:
     return parse_google_dom(page) or parse_rg_meta(page)
 
 
+def google_params(context: SearchContext) -> dict[str, str]:
+    """Google's parameters for a context: hl (interface language), gl (country), safe."""
+    params = {}
+    if context.interface_language:
+        params["hl"] = context.interface_language
+    if context.country:
+        params["gl"] = context.country.lower()
+    if SAFE[context.safe_search]:
+        params["safe"] = str(SAFE[context.safe_search])
+    return params
+
+
 class GoogleEngine:
     """Google Images in headless chromium: opens `{base}/search?q=..&udm=2`, scrolls, and reads the DOM."""
 
     name = "google"
-
-    @classmethod
-    def from_options(cls, options: DownloadOptions, *, page_delay: float) -> GoogleEngine:
-        return cls(options.engine_url, page_delay=page_delay)
 
     def __init__(
         self,
@@ -154,6 +169,8 @@ class GoogleEngine:
         scroll_wait: float = 3.0,
         driver_path: Path = CHROMEDRIVER,
         browser_path: Path = CHROMIUM,
+        context: SearchContext | None = None,
+        recorder: RequestRecorder | None = None,
     ) -> None:
         for path, package in ((driver_path, "chromium-driver"), (browser_path, "chromium")):
             if not Path(path).exists():
@@ -163,12 +180,16 @@ class GoogleEngine:
         self.scroll_wait = scroll_wait
         self.driver_path = Path(driver_path)
         self.browser_path = Path(browser_path)
+        self.context = context or SearchContext()
+        self.recorder = recorder or RequestRecorder()
+        self.user_agent = ""  # the browser's own, with gimg's appended; known once a browser has started
 
     def search(self, term: str, limit: int) -> list[SearchResult]:
         """Up to `limit` results: scrolls (and presses "more results") until enough, or until no more appear."""
         from selenium.common.exceptions import WebDriverException
 
-        url = f"{self.base_url}/search?{urlencode({'q': term, 'udm': 2})}"
+        params = {"q": term, "udm": "2", **google_params(self.context)}
+        url = f"{self.base_url}/search?{urlencode(params)}"
         with tempfile.TemporaryDirectory(prefix="gimg-chromium-", ignore_cleanup_errors=True) as profile:
             try:
                 driver = self._start(profile)
@@ -176,7 +197,16 @@ class GoogleEngine:
                 raise EngineError(f"google: cannot start {self.browser_path}: {_first_line(error)}") from None
             try:
                 self.throttle.wait()
-                driver.get(url)
+                started = time.time()
+                try:
+                    driver.get(url)
+                finally:
+                    self.recorder.add(RequestRecord(
+                        engine=self.name, term=term, url=url, params=tuple(params.items()),
+                        user_agent=self.user_agent, accept_language=self.context.accept_language,
+                        cookie_names=tuple(CONSENT_COOKIE), started=utc_timestamp(started),
+                        seconds=round(time.time() - started, 4),
+                    ))
                 return self._collect(driver, term, limit)
             except WebDriverException as error:
                 raise EngineError(f"google: browser failed on '{term}': {_first_line(error)}") from None
@@ -196,7 +226,13 @@ class GoogleEngine:
         driver = webdriver.Chrome(service=Service(executable_path=str(self.driver_path)), options=options)
         driver.set_page_load_timeout(60)
         agent = driver.execute_script("return navigator.userAgent;")
-        driver.execute_cdp_cmd("Network.setUserAgentOverride", {"userAgent": f"{agent} {USER_AGENT}"})
+        self.user_agent = f"{agent} {USER_AGENT}"
+        override = {"userAgent": self.user_agent}
+        if self.context.accept_language:  # chromium takes the bare tags and adds the q-values itself
+            override["acceptLanguage"] = ",".join(tag.split(";")[0] for tag in self.context.accept_language.split(","))
+        driver.execute_cdp_cmd("Network.setUserAgentOverride", override)
+        for name, value in CONSENT_COOKIE.items():
+            driver.execute_cdp_cmd("Network.setCookie", {"name": name, "value": value, "url": self.base_url})
         return driver
 
     def _collect(self, driver, term: str, limit: int) -> list[SearchResult]:

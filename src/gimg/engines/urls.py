@@ -64,7 +64,8 @@ class UrlsEngine:
     name = "urls"
 
     @classmethod
-    def from_options(cls, options: DownloadOptions, *, page_delay: float) -> UrlsEngine:
+    def from_options(cls, options: DownloadOptions, **_: object) -> UrlsEngine:
+        """The engine for options.urls; a replay has no search context, pauses or requests to record."""
         return cls(options.urls)
 
     def __init__(self, urls_csv: Path | None) -> None:
