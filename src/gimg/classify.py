@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple, Protocol
@@ -19,7 +20,7 @@ from .errors import ModelError
 from .layout import Layout, is_fresh, write_csv
 from .options import ClassifyOptions, ExecutionOptions
 from .outcome import TermOutcome
-from .registry import CLASSIFIERS, check_choice, resolve
+from .registry import resolve
 
 DATASET_COLUMNS = ["file", "p_female", "height", "width", "image", "face", "left", "top", "right", "bottom", "model"]
 CUDA_PROVIDERS = ["CUDAExecutionProvider", "CPUExecutionProvider"]
@@ -45,22 +46,9 @@ class Classifier(Protocol):
     def predict(self, crops: list[Crop]) -> np.ndarray: ...
 
 
-def _cuda_available(model: str) -> bool:
-    """Whether this process's build of the model's runtime sees a CUDA device."""
-    if model == "onnx":
-        return "CUDAExecutionProvider" in onnxruntime.get_available_providers()
-    try:
-        return cv2.cuda.getCudaEnabledDeviceCount() > 0
-    except (AttributeError, cv2.error):  # OpenCV built without the cuda module, or without a driver
-        return False
-
-
-def check_gpu(model: str) -> None:
-    """Raise ModelError unless the model's runtime can use a CUDA device here."""
-    check_choice("gender model", model, CLASSIFIERS)
-    if not _cuda_available(model):
-        runtime = "onnxruntime" if model == "onnx" else "OpenCV"
-        raise ModelError(f"--gpu: no CUDA device or CUDA build of {runtime} here; run without --gpu")
+def check_gpu(options: ClassifyOptions) -> None:
+    """Raise ModelError unless the model really runs on a CUDA device here: loads it and asks its runtime."""
+    load_classifier(options)
 
 
 class OnnxGender:
@@ -74,14 +62,21 @@ class OnnxGender:
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
         options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
-        self.providers = CUDA_PROVIDERS if gpu else CPU_PROVIDERS
         try:
-            self._session = onnxruntime.InferenceSession(
-                str(models.gender_onnx()), sess_options=options, providers=self.providers
-            )
+            providers = CUDA_PROVIDERS if gpu else CPU_PROVIDERS
+            with warnings.catch_warnings():  # a missing CUDA provider is reported below, in gimg's own words
+                warnings.simplefilter("ignore")
+                self._session = onnxruntime.InferenceSession(
+                    str(models.gender_onnx()), sess_options=options, providers=providers
+                )
             self._predictor = dlib.shape_predictor(str(models.landmarks_5_predictor()))
         except Exception as error:  # onnxruntime's load errors (Fail, InvalidProtobuf...) share no base but Exception
             raise ModelError(f"cannot load the onnx gender model: {error}") from None
+        # onnxruntime falls back to the CPU in silence: what the session really uses is the only proof.
+        self.providers = self._session.get_providers()
+        if gpu and CUDA_PROVIDERS[0] not in self.providers:
+            raise ModelError(f"--gpu: onnxruntime runs the gender model on {', '.join(self.providers)}, not CUDA "
+                             "(no CUDA build of onnxruntime or no CUDA device here); run without --gpu")
 
     def _chip(self, image: np.ndarray, box: Box) -> np.ndarray:
         shape = self._predictor(image, dlib.rectangle(*(int(value) for value in box)))
@@ -177,6 +172,13 @@ def _oversample_offsets() -> list[tuple[int, int, bool]]:
     return [(top, left, mirror) for mirror in (False, True) for top, left in corners]
 
 
+def _cuda_devices() -> int:
+    try:
+        return cv2.cuda.getCudaEnabledDeviceCount()
+    except (AttributeError, cv2.error):  # OpenCV built without its cuda module
+        return 0
+
+
 class CaffeGender:
     """Levi and Hassner's gender net (2015) through OpenCV DNN, on the whole crop as the original did."""
 
@@ -191,6 +193,11 @@ class CaffeGender:
             raise ModelError(f"cannot load {files.weights} with {files.deploy}: {message}") from None
         if gpu:
             self.backend = (cv2.dnn.DNN_BACKEND_CUDA, cv2.dnn.DNN_TARGET_CUDA)
+            # OpenCV DNN also falls back to the CPU in silence: this build must offer the CUDA target, on a device.
+            targets = cv2.dnn.getAvailableTargets(cv2.dnn.DNN_BACKEND_CUDA)
+            if cv2.dnn.DNN_TARGET_CUDA not in targets or _cuda_devices() == 0:
+                raise ModelError(f"--gpu: OpenCV {cv2.__version__} offers no CUDA target for its DNN module here "
+                                 f"({_cuda_devices()} CUDA devices); run without --gpu")
         else:
             self.backend = (cv2.dnn.DNN_BACKEND_OPENCV, cv2.dnn.DNN_TARGET_CPU)
         self._net.setPreferableBackend(self.backend[0])
@@ -304,7 +311,7 @@ def run_classify(
 ) -> list[TermOutcome]:
     """Classify every cropped term's faces into Datasets/<term>.csv (one row per face with a p_female)."""
     if options.gpu:
-        check_gpu(options.model)
+        check_gpu(options)
     layout = Layout(out)
     terms = layout.require_terms_with("faces", "classify", "crop")
     outcomes: dict[str, TermOutcome] = {}

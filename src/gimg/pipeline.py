@@ -48,8 +48,6 @@ def run_crop_classify(
     Writes exactly what the two stages write (faces.csv, then the dataset), so either can rerun alone. Terms
     whose crops were already fresh are classified from their crop files, as run_classify does.
     """
-    if classify.gpu:
-        check_gpu(classify.model)
     name = load_classifier(classify).name  # missing weights stop here, before any work
     layout = Layout(out)
     crop_outcomes, cropped = crop_terms(out, crop, execution, hook=CropClassifier(classify))
@@ -89,7 +87,7 @@ def run_pipeline(
     if config.analyze.evaluation is not None:
         load_evaluation(config.analyze.evaluation)
     if config.classify.gpu:
-        check_gpu(config.classify.model)
+        check_gpu(config.classify)
     record_run(out, "pipeline", config.__dict__, terms if isinstance(terms, Path) else None)
     result = PipelineResult()
     result.outcomes["download"] = run_download(names, out, config.download, config.execution)
