@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from gimg.cli import main
+from gimg.correction import default_evaluation_path
 from gimg.errors import GimgError
 from gimg.evaluate import calibration, confusion, rates, read_labels, run_evaluate
 from gimg.options import ExecutionOptions
@@ -61,7 +62,11 @@ def test_evaluation_of_the_fixture_faces(fixture_evaluation, fixtures):
     assert metrics["model"] == "onnx:gender-v1"
     assert {"race=White", "race=Black", "gender=female", "age=<30"} <= set(metrics["groups"])
     assert sum(g["n"] for k, g in metrics["groups"].items() if k.startswith("race=")) == metrics["counts"]["n"]
-    assert metrics["group_gaps"]["race"]["accuracy_gap"] >= 0
+    races = {key.split("=", 1)[1]: group["accuracy"] for key, group in metrics["groups"].items()
+             if key.startswith("race=")}
+    gap = metrics["group_gaps"]["race"]
+    assert (gap["best"], gap["worst"]) == (max(races, key=races.get), min(races, key=races.get))
+    assert gap["accuracy_gap"] == pytest.approx(max(races.values()) - min(races.values()))
     assert sum(row["n"] for row in metrics["calibration"]["reliability"]) == metrics["counts"]["n"]
     predictions = pd.read_csv(fixture_evaluation.predictions_path)
     assert len(predictions) == len(labels)
@@ -88,11 +93,13 @@ def test_cli_evaluate_reports_in_a_few_lines(monkeypatch, capsys, fixture_evalua
     assert "accuracy" in capsys.readouterr().out
 
 
-def test_evaluation_on_the_shared_utkface_subset(shared_data, tmp_path):
-    """All 2,000 labelled faces: the figures of the default model's shipped evaluation."""
+def test_the_shipped_evaluation_is_what_gimg_evaluate_measures(shared_data, tmp_path):
+    """All 2,000 labelled faces through the default path: exactly the counts of the evaluation every analysis
+    corrects with by default. A change that moves them must ship a new file, written by `gimg evaluate` itself."""
     result = run_evaluate(shared_data / "faces" / "utkface" / "labels.csv", tmp_path, execution=TWO)
-    metrics = result.metrics
-    print(json.dumps({k: metrics[k] for k in ("counts", "accuracy", "sensitivity", "specificity", "no_face")}))
-    assert metrics["counts"]["n"] >= 1900
-    assert metrics["accuracy"] >= 0.93
-    assert min(g["accuracy"] for k, g in metrics["groups"].items() if k.startswith("race=")) >= 0.9
+    measured = result.metrics
+    shipped = json.loads(default_evaluation_path("onnx").read_text(encoding="utf-8"))
+    print(json.dumps({k: measured[k] for k in ("counts", "accuracy", "sensitivity", "specificity", "no_face")}))
+    for key in ("counts", "model", "cutoff", "dataset", "provenance", "no_face", "groups"):
+        assert measured[key] == shipped[key], f"{key} moved: ship the new evaluation.json (see README)"
+    assert measured["calibration"]["ece"] == pytest.approx(shipped["calibration"]["ece"], abs=1e-12)

@@ -103,7 +103,7 @@ def test_shares_match_the_known_labels(study):
         assert row.images_with_face == len(biggest) >= PER_TERM - 1
         assert row.women == int(said_female.sum())
         assert row.share_women == pytest.approx(said_female.mean())
-        assert abs(row.share_women - share) <= (wrong + missed) / len(biggest) + 1e-9
+        assert abs(row.share_women - share) <= 0.2 + 1e-9, f"{term}: more than two of ten faces misread or missed"
         assert row.census_share_women == pytest.approx(census[term])
     assert correct / total >= 0.85, f"{correct} of {total} faces classified correctly"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 from importlib.metadata import version
 from dataclasses import dataclass
@@ -22,8 +23,12 @@ from .layout import Layout, write_csv
 from .options import ClassifyOptions, CropOptions, EvaluateOptions, ExecutionOptions
 
 EVALUATION_TERM = "evaluation"
-PROVENANCE = ("gimg evaluate: tight crops padded onto a mid-grey canvas twice their size, then the crop and classify "
-              "stages as users run them; the biggest face per image is scored.")
+PROVENANCE = (
+    "Measured by `gimg evaluate` (gimg {version}) on {images} labelled images: each image smaller than {pad} px "
+    "centred on a mid-grey canvas twice its size, then gimg's own crop stage ({crop}) and classify stage ({classify}) "
+    "as users run them; per image the biggest face was kept and called female when p_female >= {cutoff}; {no_face} "
+    "images had no detected face. Labels: the gender column of {labels} (sha256 {sha256})."
+)
 AGE_BANDS = [0, 30, 45, 60, 200]
 AGE_LABELS = ["<30", "30-44", "45-59", "60+"]
 CALIBRATION_BINS = 10
@@ -172,7 +177,30 @@ def group_columns(labels: pd.DataFrame) -> pd.DataFrame:
     return groups
 
 
-def summarize(scored: pd.DataFrame, *, cutoff: float, model: str, dataset: str) -> tuple[Evaluation, dict]:
+def describe_dataset(labels_csv: Path) -> str:
+    """The labelled set's own name: the title of the SOURCE.md beside its labels, else the labels file's folder."""
+    source = Path(labels_csv).parent / "SOURCE.md"
+    if source.is_file():
+        for line in source.read_text(encoding="utf-8").splitlines():
+            if line.startswith("# "):
+                return f"{line[2:].strip()} ({Path(labels_csv).parent.name}/{Path(labels_csv).name})"
+    return f"{Path(labels_csv).parent.name}/{Path(labels_csv).name}"
+
+
+def provenance(labels_csv: Path, scored: pd.DataFrame, options: EvaluateOptions, crop: CropOptions,
+               classify: ClassifyOptions) -> str:
+    """How the evaluation was measured, in words written by the code that measured it."""
+    return PROVENANCE.format(
+        version=__version__, images=len(scored), pad=_PAD_BELOW, cutoff=f"{options.cutoff:g}",
+        crop=", ".join(f"{key} {value}" for key, value in crop.settings().items()),
+        classify=", ".join(f"{key} {value}" for key, value in classify.settings().items()),
+        no_face=int(scored.p_female.isna().sum()), labels=Path(labels_csv).name,
+        sha256=hashlib.sha256(Path(labels_csv).read_bytes()).hexdigest()[:16],
+    )
+
+
+def summarize(scored: pd.DataFrame, *, cutoff: float, model: str, dataset: str,
+              how: str) -> tuple[Evaluation, dict]:
     """The evaluation (counts and provenance) and its details: rates, per-group metrics, gaps, calibration."""
     overall = metrics_for(scored, cutoff)
     groups, gaps = {}, {}
@@ -187,7 +215,7 @@ def summarize(scored: pd.DataFrame, *, cutoff: float, model: str, dataset: str) 
     found = scored.dropna(subset=["p_female"])
     evaluation = Evaluation(
         model=model, model_version=f"{model_version(model)}; gimg {__version__}", dataset=dataset, cutoff=cutoff,
-        tp=overall["tp"], fp=overall["fp"], tn=overall["tn"], fn=overall["fn"], provenance=PROVENANCE,
+        tp=overall["tp"], fp=overall["fp"], tn=overall["tn"], fn=overall["fn"], provenance=how,
         created=datetime.now(timezone.utc).strftime("%Y-%m-%d"),
     )
     details = {
@@ -239,8 +267,9 @@ def run_evaluate(
     faces = pd.read_csv(layout.dataset(EVALUATION_TERM))
     biggest = biggest_faces(faces)[["image", "file", "p_female"]].rename(columns={"file": "crop"})
     scored = staged.merge(biggest, on="image", how="left")
-    evaluation, details = summarize(scored, cutoff=options.cutoff, dataset=str(Path(labels_csv).resolve()),
-                                    model=str(faces.model.iloc[0]) if len(faces) else classify.model)
+    evaluation, details = summarize(scored, cutoff=options.cutoff, dataset=describe_dataset(labels_csv),
+                                    model=str(faces.model.iloc[0]) if len(faces) else classify.model,
+                                    how=provenance(labels_csv, scored, options, crop, classify))
     write_evaluation(evaluation, layout.evaluation_json, details)
     scored.to_csv(layout.predictions_csv, index=False)
     wrong = scored.dropna(subset=["p_female"])
