@@ -131,6 +131,14 @@ def allocation_order(sizes: list[int], predicted: list[str], n: int) -> list[int
     return order
 
 
+def cells_from_study(study: dict) -> list[StudyCell]:
+    """The cells recorded in an evaluation file's study block (Evaluation.study["cells"])."""
+    try:
+        return [StudyCell(**cell) for cell in study["cells"]]
+    except (KeyError, TypeError) as error:
+        raise ValueError(f"the evaluation's study block has no valid cells ({error}): rerun `gimg label report`") from None
+
+
 def _cell_arrays(cells: list[StudyCell]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Cell sizes, a predicted-female mask and the label counts (cells x LABELS)."""
     sizes = np.array([cell.faces for cell in cells], dtype=float)
