@@ -123,3 +123,27 @@ def test_two_raters_label_with_the_keyboard_and_a_killed_server_loses_nothing(la
     assert dict(zip(ana_saved["item"], ana_saved["label"])) == typed and len(typed) == ITEMS
     assert dict(zip(ben_saved["item"], ben_saved["label"])) == ben_typed and set(ben_typed) == set(items)
     assert set(ana_saved["rater"]) == {"ana"} and set(ben_saved["rater"]) == {"ben"}
+
+
+def test_the_page_asks_for_a_name_and_refuses_an_unsafe_one(label_study, tmp_path):
+    from gimg.labelserver import make_label_server
+    from gimg.localengine import serving
+
+    out = copy_study(label_study, tmp_path / "out")
+    draw_sample(out, n=3)
+    driver = browser(tmp_path / "profile")
+    try:
+        with serving(make_label_server(out)) as url:
+            driver.get(url + "/")
+            wait_for(driver, lambda d: d.find_element("id", "who").is_displayed(), "the name form")
+            driver.find_element("id", "rater-name").send_keys("../eve\n")
+            wait_for(driver, lambda d: "not a safe file name" in d.find_element("id", "status").text, "refusal")
+            driver.get(url + "/")
+            wait_for(driver, lambda d: d.find_element("id", "who").is_displayed(), "the name form again")
+            driver.find_element("id", "rater-name").send_keys("eve\n")
+            wait_for(driver, lambda d: d.find_element("tag name", "body").get_attribute("data-ready") == "1", "ready")
+            press(driver, "f", 1)
+    finally:
+        driver.quit()
+    assert read_rater_labels(out, "eve")["label"].tolist() == ["female"]
+    assert [path.name for path in (out / "validation" / "labels").glob("*.csv")] == ["eve.csv"]
