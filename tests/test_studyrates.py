@@ -150,6 +150,20 @@ def test_nonperson_faces_must_come_out_of_the_share(runs):
     assert (np.abs(np.mean(removed, axis=0) - THETAS) < 0.015).all()
 
 
+def test_nonperson_shares_per_predicted_class_do_not_travel_between_terms(runs):
+    """Removing the study's share of non-person faces among the faces called female (and male) from each term
+    under-removes them in a term with few women, where more of its called-female faces are non-persons; removing
+    s * a from the raw share (the three-class confusion) does not depend on the term's share of women."""
+    per_class = []
+    for run in runs:
+        point, study = run["point"], run["study"]
+        called = np.array([study.called_female[study.term == term].mean() for term in range(len(THETAS))])
+        people_female = called * (1 - point.nonperson_given_female)
+        people_share = people_female / (people_female + (1 - called) * (1 - point.nonperson_given_male))
+        per_class.append(rogan_gladen(people_share, point.sensitivity, point.specificity))
+    assert np.mean(per_class, axis=0)[0] - THETAS[0] > 0.02
+
+
 def test_rate_intervals_cover_the_realized_rates(runs):
     rng = np.random.default_rng(5)
     covered = {"sensitivity": 0, "specificity": 0}

@@ -33,6 +33,10 @@ How the numbers are made, in plain words (this is the method section's text).
    so the share of women among the term's real people is
        share_women = ((p - s * a) / (1 - s) + Sp - 1) / (Se + Sp - 1),
    Rogan-Gladen on the raw share once the non-person faces are taken out. It is clipped to [0, 1].
+   The report also gives the share of non-person faces among the faces called female and among those called
+   male. Those shares are not removed term by term, because they depend on the term's share of women in the
+   same way as P(female | called female) does: a term with few women has few faces called female, so non-person
+   faces make up more of them. Removing s * a from the raw share avoids that.
 
 5. The uncertainty. Each bootstrap replicate draws every cell's shares from their posterior given the cell's
    labels (a Bayesian bootstrap of the labelled faces within each cell, which keeps the design: cell sizes are
