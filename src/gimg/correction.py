@@ -23,6 +23,9 @@ class Evaluation:
     """How often a gender model is right about "female" on labelled faces: the counts, and where they come from.
 
     tp: women called women, fn: women called men, tn: men called men, fp: men called women, at `cutoff`.
+    study: set only for rates measured on a labelled sample of the study's own faces (gimg.labelreport): the
+    design-weighted rates, the sample's cells and the agreement. Its counts are then effective counts (as many
+    simple-random labels as would give the same uncertainty), and its rates are the design-weighted ones.
     """
 
     model: str
@@ -35,6 +38,7 @@ class Evaluation:
     fn: int
     provenance: str
     created: str = ""
+    study: dict | None = None
 
     @property
     def n(self) -> int:
@@ -42,20 +46,26 @@ class Evaluation:
 
     @property
     def sensitivity(self) -> float:
-        """Women called women among women (NaN when there were none)."""
+        """Women called women among women: the study design's estimate when there is one (NaN without women)."""
+        if self.study:
+            return float(self.study["sensitivity"])
         return self.tp / (self.tp + self.fn) if self.tp + self.fn else math.nan
 
     @property
     def specificity(self) -> float:
-        """Men called men among men (NaN when there were none)."""
+        """Men called men among men: the study design's estimate when there is one (NaN without men)."""
+        if self.study:
+            return float(self.study["specificity"])
         return self.tn / (self.tn + self.fp) if self.tn + self.fp else math.nan
 
     def to_json(self) -> dict:
-        """The evaluation file's JSON object (counts, rates, provenance)."""
+        """The evaluation file's JSON object (counts, rates, provenance; the study block when there is one)."""
         fields = asdict(self)
         counts = {key: (self.n if key == "n" else fields.pop(key)) for key in COUNT_KEYS}
+        study = fields.pop("study")
         return {"format": EVALUATION_FORMAT, **fields, "positive": "female", "counts": counts,
-                "sensitivity": self.sensitivity, "specificity": self.specificity}
+                "sensitivity": self.sensitivity, "specificity": self.specificity,
+                **({"study": study} if study else {})}
 
 
 def write_evaluation(evaluation: Evaluation, path: Path, details: dict | None = None) -> None:
@@ -74,7 +84,7 @@ def load_evaluation(path: Path) -> Evaluation:
         evaluation = Evaluation(
             model=str(data["model"]), model_version=str(data["model_version"]), dataset=str(data["dataset"]),
             cutoff=float(data["cutoff"]), tp=counts["tp"], fp=counts["fp"], tn=counts["tn"], fn=counts["fn"],
-            provenance=str(data["provenance"]), created=str(data.get("created", "")),
+            provenance=str(data["provenance"]), created=str(data.get("created", "")), study=_study_block(data),
         )
     except (ValueError, KeyError, TypeError) as error:
         problem = f"lacks {error}" if isinstance(error, KeyError) else f"is malformed ({error})"
@@ -92,6 +102,18 @@ def load_evaluation(path: Path) -> Evaluation:
     if evaluation.sensitivity + evaluation.specificity <= 1:
         raise GimgError(f"evaluation file {path}: sensitivity + specificity <= 1, the model is no better than chance")
     return evaluation
+
+
+def _study_block(data: dict) -> dict | None:
+    """The study block of an evaluation file, checked for the rates it must hold (None when absent)."""
+    study = data.get("study")
+    if study is None:
+        return None
+    if not isinstance(study, dict):
+        raise TypeError("its study block is not an object")
+    for rate in ("sensitivity", "specificity"):
+        float(study[rate])
+    return study
 
 
 def default_evaluation_path(model: str) -> Path:
