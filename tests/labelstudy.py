@@ -14,9 +14,10 @@ PER_TERM = 12
 
 def build_study(root: Path, fixtures: Path) -> Path:
     """The study folder under root (terms SHARES, PER_TERM images each), made through the real stages once."""
-    from gimg.classify import run_crop_classify
     from gimg.download import run_download
     from gimg.localengine import build_site, read_face_labels, serve_site
+    from gimg.options import DownloadOptions, ExecutionOptions
+    from gimg.pipeline import run_crop_classify
 
     out, marker = root / "out", root / "complete"
     if marker.exists():
@@ -25,8 +26,8 @@ def build_study(root: Path, fixtures: Path) -> Path:
     faces = fixtures / "faces"
     build_site(read_face_labels(faces), faces / "images", root / "site", SHARES, per_term=PER_TERM, seed=3)
     with serve_site(root / "site") as base_url:
-        run_download(list(SHARES), out, engine="bing", engine_url=base_url, limit=PER_TERM, workers=2)
-    run_crop_classify(out, workers=2)
+        run_download(list(SHARES), out, DownloadOptions(engine_url=base_url, limit=PER_TERM), ExecutionOptions(workers=2))
+    run_crop_classify(out, execution=ExecutionOptions(workers=2))
     marker.touch()
     return out
 

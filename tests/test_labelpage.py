@@ -8,8 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from labelstudy import build_study, copy_study
+from labelstudy import copy_study
 
+from gimg.options import SampleOptions
 from gimg.validation import draw_sample, read_rater_labels
 
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -17,11 +18,6 @@ pytestmark = pytest.mark.skipif(not CHROMEDRIVER.exists(), reason="needs Debian 
 SERVER = ("import sys; from pathlib import Path; from gimg.labelserver import serve_labels; "
           "serve_labels(Path(sys.argv[1]), on_ready=lambda url: print(url, flush=True))")
 ITEMS = 12
-
-
-@pytest.fixture(scope="session")
-def label_study(tmp_path_factory, fixtures):
-    return build_study(tmp_path_factory.getbasetemp() / "labelstudy", fixtures)
 
 
 def start_server(out: Path) -> tuple[subprocess.Popen, str]:
@@ -77,7 +73,7 @@ def press(driver, key: str, expect_done: int) -> str:
 
 def test_two_raters_label_with_the_keyboard_and_a_killed_server_loses_nothing(label_study, tmp_path):
     out = copy_study(label_study, tmp_path / "out")
-    items = draw_sample(out, n=ITEMS)["item"].tolist()
+    items = draw_sample(out, SampleOptions(n=ITEMS))["item"].tolist()
     server, url = start_server(out)
     ana = browser(tmp_path / "ana-profile")
     ben = None
@@ -130,7 +126,7 @@ def test_the_page_asks_for_a_name_and_refuses_an_unsafe_one(label_study, tmp_pat
     from gimg.localengine import serving
 
     out = copy_study(label_study, tmp_path / "out")
-    draw_sample(out, n=3)
+    draw_sample(out, SampleOptions(n=3))
     driver = browser(tmp_path / "profile")
     try:
         with serving(make_label_server(out)) as url:

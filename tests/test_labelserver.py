@@ -7,23 +7,20 @@ import json
 import re
 
 import pytest
-from labelstudy import build_study, copy_study
+from labelstudy import copy_study
 
 from gimg.errors import GimgError
-from gimg.labelserver import ServeOptions, make_label_server
+from gimg.labelserver import make_label_server
+from gimg.layout import Layout
 from gimg.localengine import serving
-from gimg.validation import ValidationLayout, draw_sample, read_labels
-
-
-@pytest.fixture(scope="session")
-def label_study(tmp_path_factory, fixtures):
-    return build_study(tmp_path_factory.getbasetemp() / "labelstudy", fixtures)
+from gimg.options import SampleOptions, ServeOptions
+from gimg.validation import draw_sample, read_labels
 
 
 @pytest.fixture
 def site(label_study, tmp_path):
     out = copy_study(label_study, tmp_path / "out")
-    sample = draw_sample(out, n=8)
+    sample = draw_sample(out, SampleOptions(n=8))
     with serving(make_label_server(out, ServeOptions(rater="ana"))) as url:
         yield {"out": out, "sample": sample, "port": int(url.rsplit(":", 1)[1])}
 
@@ -53,7 +50,7 @@ def request(site, method, path, body=None, **headers):
 
 
 def labels_on_disk(site):
-    folder = ValidationLayout(site["out"]).labels
+    folder = Layout(site["out"]).labels
     return sorted(path.name for path in folder.glob("*.csv")) if folder.exists() else []
 
 
@@ -128,5 +125,5 @@ def test_a_rebound_host_cannot_read_the_page(site):
 def test_options_are_checked(label_study):
     with pytest.raises(GimgError, match="not a safe file name"):
         ServeOptions(rater="a/b")
-    with pytest.raises(GimgError, match="port must be"):
+    with pytest.raises(GimgError, match="--port must be between 0 and 65535"):
         ServeOptions(port=70000)

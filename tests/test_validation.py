@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import pandas as pd
 import pytest
-from labelstudy import PER_TERM, SHARES, build_study, copy_study
+from labelstudy import PER_TERM, SHARES, copy_study
 
-from gimg.analyze import Policy
 from gimg.correction import load_evaluation
 from gimg.errors import GimgError
 from gimg.labelreport import agreement, majority_labels, run_label_report
+from gimg.layout import Layout
+from gimg.options import AnalyzeOptions, SampleOptions
 from gimg.studyrates import LABELS, cells_from_study, study_rates
 from gimg.validation import (
-    ValidationLayout,
     counted_faces,
     draw_sample,
     import_labels,
@@ -25,14 +24,6 @@ from gimg.validation import (
     undo_label,
 )
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="session")
-def label_study(tmp_path_factory, fixtures):
-    return build_study(tmp_path_factory.getbasetemp() / "labelstudy", fixtures)
-
-
 @pytest.fixture
 def out(label_study, tmp_path):
     return copy_study(label_study, tmp_path / "out")
@@ -40,8 +31,8 @@ def out(label_study, tmp_path):
 
 def test_sample_is_stratified_and_records_its_strata(out):
     faces = counted_faces(out)
-    sample = draw_sample(out, n=16, seed=1)
-    strata = pd.read_csv(ValidationLayout(out).strata)
+    sample = draw_sample(out, SampleOptions(n=16, seed=1))
+    strata = pd.read_csv(Layout(out).strata_csv)
     assert len(sample) == 16 and sample["item"].is_unique
     assert {"item", "term", "image", "crop", "predicted"} <= set(sample.columns)
     assert all((out / path).is_file() for path in [*sample["image"], *sample["crop"]])
@@ -57,32 +48,32 @@ def test_sample_is_stratified_and_records_its_strata(out):
 
 
 def test_drawing_more_adds_items_and_never_reshuffles(out, label_study, tmp_path):
-    first = draw_sample(out, n=10, seed=4)
-    grown = draw_sample(out, n=20, seed=4)
+    first = draw_sample(out, SampleOptions(n=10, seed=4))
+    grown = draw_sample(out, SampleOptions(n=20, seed=4))
     assert grown["item"].head(10).tolist() == first["item"].tolist()
     assert len(grown) == 20
-    assert draw_sample(out, n=5, seed=4)["item"].tolist() == grown["item"].tolist()  # fixed once drawn
+    assert draw_sample(out, SampleOptions(n=5, seed=4))["item"].tolist() == grown["item"].tolist()  # fixed once drawn
     fresh = copy_study(label_study, tmp_path / "fresh")
-    assert draw_sample(fresh, n=20, seed=4)["item"].tolist() == grown["item"].tolist()
+    assert draw_sample(fresh, SampleOptions(n=20, seed=4))["item"].tolist() == grown["item"].tolist()
     other = copy_study(label_study, tmp_path / "other")
-    assert draw_sample(other, n=20, seed=5)["item"].tolist() != grown["item"].tolist()
+    assert draw_sample(other, SampleOptions(n=20, seed=5))["item"].tolist() != grown["item"].tolist()
 
 
 def test_another_seed_or_a_changed_study_is_refused(out):
-    draw_sample(out, n=10, seed=0)
+    draw_sample(out, SampleOptions(n=10, seed=0))
     with pytest.raises(GimgError, match="drawn with"):
-        draw_sample(out, n=20, seed=1)
+        draw_sample(out, SampleOptions(n=20, seed=1))
     with pytest.raises(GimgError, match="drawn with"):
-        draw_sample(out, n=20, seed=0, policy=Policy(cutoff=0.6))
+        draw_sample(out, SampleOptions(n=20, seed=0), AnalyzeOptions(cutoff=0.6))
     dataset = out / "Datasets" / "nurse.csv"
     table = pd.read_csv(dataset)
     table.assign(p_female=1 - table["p_female"]).to_csv(dataset, index=False)
     with pytest.raises(GimgError, match="counted faces changed"):
-        draw_sample(out, n=20, seed=0)
+        draw_sample(out, SampleOptions(n=20, seed=0))
 
 
 def test_saving_refuses_bad_input_and_undo_takes_back_the_latest(out):
-    sample = draw_sample(out, n=6)
+    sample = draw_sample(out, SampleOptions(n=6))
     items = sample["item"].tolist()
     with pytest.raises(GimgError, match="unknown label"):
         save_label(out, "ana", items[0], "woman")
@@ -90,7 +81,7 @@ def test_saving_refuses_bad_input_and_undo_takes_back_the_latest(out):
         save_label(out, "ana", "nope", "female")
     with pytest.raises(GimgError, match="not a safe file name"):
         save_label(out, "../ana", items[0], "female")
-    assert not ValidationLayout(out).labels.exists() or not list(ValidationLayout(out).labels.glob("*.csv"))
+    assert not Layout(out).labels.exists() or not list(Layout(out).labels.glob("*.csv"))
     save_label(out, "ana", items[0], "female")
     save_label(out, "ana", items[1], "male")
     save_label(out, "ana", items[0], "unclear")  # a new answer replaces the old one
@@ -111,7 +102,7 @@ def _write(path, text):
     ("{first},ana,male", "line 3: item '{first}' is given twice for rater 'ana'"),
 ])
 def test_import_refuses_a_bad_line_and_imports_nothing(out, tmp_path, line, problem):
-    items = draw_sample(out, n=4)["item"].tolist()
+    items = draw_sample(out, SampleOptions(n=4))["item"].tolist()
     source = _write(tmp_path / "labels.csv", f"item,rater,label\n{items[0]},ana,female\n"
                     + line.format(item=items[1], first=items[0]) + "\n")
     with pytest.raises(GimgError, match=problem.format(first=items[0]).replace("(", r"\(").replace(".", r"\.")) as error:
@@ -143,7 +134,7 @@ def hand_labels(items: list[str]) -> str:
 
 
 def test_import_and_agreement_match_a_case_computed_by_hand(out, tmp_path):
-    items = draw_sample(out, n=8)["item"].tolist()[:5]
+    items = draw_sample(out, SampleOptions(n=8))["item"].tolist()[:5]
     assert import_labels(out, _write(tmp_path / "labels.csv", hand_labels(items))) == {"A": 5, "B": 5, "C": 3}
     labels = read_labels(out)
     agreed = agreement(labels)
@@ -156,7 +147,7 @@ def test_import_and_agreement_match_a_case_computed_by_hand(out, tmp_path):
 
 
 def test_one_rater_has_no_agreement_to_measure(out):
-    items = draw_sample(out, n=3)["item"].tolist()
+    items = draw_sample(out, SampleOptions(n=3))["item"].tolist()
     for item in items:
         save_label(out, "solo", item, "female")
     agreed = agreement(read_labels(out))
@@ -166,8 +157,8 @@ def test_one_rater_has_no_agreement_to_measure(out):
 def test_report_weights_the_cells_by_their_sizes(out, tmp_path):
     """Label every sampled face as predicted, but one man among the faces called female in one cell, one woman among
     those called male in another, and one non-person: the rates follow from the strata by hand."""
-    sample = draw_sample(out, n=30, seed=2)
-    strata = pd.read_csv(ValidationLayout(out).strata).set_index(["term", "predicted"])
+    sample = draw_sample(out, SampleOptions(n=30, seed=2))
+    strata = pd.read_csv(Layout(out).strata_csv).set_index(["term", "predicted"])
     labels = dict(zip(sample["item"], sample["predicted"]))
     cells = sample.groupby(["term", "predicted"])["item"].apply(list)
     (fp_cell, fp_items), (fn_cell, fn_items) = next(
@@ -178,7 +169,7 @@ def test_report_weights_the_cells_by_their_sizes(out, tmp_path):
     labels[fn_items[1]] = "not_a_face"
     lines = "item,rater,label\n" + "".join(f"{item},ana,{label}\n" for item, label in labels.items())
     import_labels(out, _write(tmp_path / "labels.csv", lines))
-    report = run_label_report(out, resamples=400)
+    report = run_label_report(out, AnalyzeOptions(resamples=400))
 
     faces = strata["faces"]
     called_female, called_male = faces.xs("female", level=1).sum(), faces.xs("male", level=1).sum()
@@ -207,18 +198,3 @@ def test_report_weights_the_cells_by_their_sizes(out, tmp_path):
     assert report.disagreements.empty and len(report.majority) == 30
     assert study_rates(cells_from_study(loaded.study)).sensitivity == pytest.approx(study["sensitivity"])
 
-
-def test_todays_analyze_reads_a_study_evaluation(out, tmp_path):
-    """Until analyze corrects with the study block, it reads the file as before: the design's point rates and the
-    effective counts' Beta posteriors."""
-    from gimg.analyze import run_analyze
-
-    sample = draw_sample(out, n=20)
-    lines = "item,rater,label\n" + "".join(f"{item},ana,{kind}\n" for item, kind in zip(sample["item"],
-                                                                                      sample["predicted"]))
-    import_labels(out, _write(tmp_path / "labels.csv", lines))
-    report = run_label_report(out, resamples=200)
-    result = run_analyze(out, census=REPO / "professions.csv", evaluation=report.evaluation_path, resamples=200)
-    assert result.evaluation.study["domain"] == "study"
-    assert result.evaluation.sensitivity == report.evaluation.study["sensitivity"] == 1.0
-    assert json.loads(result.analysis_json.read_text())["evaluation"]["study"]["labelled"] == 20

@@ -7,11 +7,14 @@ import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
 from .errors import GimgError, MissingInputError
 from .layout import write_json
+from .options import AnalyzeOptions
+from .registry import resolve
 
 EVALUATION_FORMAT = "gimg-evaluation/1"
 COUNT_KEYS = ("n", "tp", "fp", "tn", "fn")
@@ -43,6 +46,12 @@ class Evaluation:
     @property
     def n(self) -> int:
         return self.tp + self.fp + self.tn + self.fn
+
+    @property
+    def kind(self) -> str:
+        """How a correction draws its rates (registry.CORRECTIONS): "study" for a labelled sample of the study's own
+        faces (a stratified design), "counts" for plain counts of labelled faces."""
+        return "study" if self.study else "counts"
 
     @property
     def sensitivity(self) -> float:
@@ -231,3 +240,33 @@ def compare_with_census(
     spearman = _pearson_rows(stats.rankdata(truth, axis=1), stats.rankdata(search, axis=1))
     differences = (search - truth).mean(axis=1)
     return ComparisonIntervals(interval(pearson), interval(spearman), mean_difference, interval(differences))
+
+
+class Correction(Protocol):
+    """How one analysis corrects every term: built once (so all terms share each replicate's error rates)."""
+
+    def estimate(self, women: np.ndarray, faces: np.ndarray, rng: np.random.Generator) -> tuple[TermEstimate, np.ndarray]:
+        """A term's estimate and its corrected-share replicates, from women and faces counted per image."""
+
+    def notes(self, counted: dict[str, tuple[int, int]]) -> list[str]:
+        """Caveats, given each term's (faces called female, counted faces) as the analysis counted them."""
+
+
+class RateCorrection:
+    """Rogan-Gladen with sensitivity and specificity drawn per replicate from the Beta posteriors of an evaluation's
+    counts (no correction without an evaluation)."""
+
+    def __init__(self, evaluation: Evaluation | None, options: AnalyzeOptions, rng: np.random.Generator) -> None:
+        self.draws = draw_error_rates(evaluation, options.resamples, rng)
+        self.point = (evaluation.sensitivity, evaluation.specificity) if evaluation else (1.0, 1.0)
+
+    def estimate(self, women: np.ndarray, faces: np.ndarray, rng: np.random.Generator) -> tuple[TermEstimate, np.ndarray]:
+        return estimate_term(women, faces, *self.draws, self.point, rng)
+
+    def notes(self, counted: dict[str, tuple[int, int]]) -> list[str]:
+        return []
+
+
+def make_correction(evaluation: Evaluation | None, options: AnalyzeOptions, rng: np.random.Generator) -> Correction:
+    """The correction for this kind of evaluation (registry.CORRECTIONS), its error rates drawn from rng."""
+    return resolve("correction", evaluation.kind if evaluation else "counts")(evaluation, options, rng)

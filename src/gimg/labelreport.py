@@ -6,10 +6,9 @@ validation/evaluation.json (gimg's evaluation format with a `study` block; analy
 
 from __future__ import annotations
 
-import json
 import math
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -18,13 +17,13 @@ import pandas as pd
 
 from .correction import Evaluation, interval, write_evaluation
 from .errors import GimgError
-from .layout import atomic_path, write_csv
+from .layout import Layout, write_csv
+from .options import AnalyzeOptions, counting
 from .studyrates import LABELS, PREDICTED, StudyCell, draw_study_rates, labels_to_halve, study_rates
-from .validation import ValidationLayout, read_labels, read_sample, read_strata
+from .validation import read_labels, read_sample, read_strata, sample_counting
 
 MAJORITY_COLUMNS = ["item", "term", "raters", "votes", "majority", "disagree"]
 MIN_TERM_LABELS = 10  # labelled faces a term needs in each predicted class for its own rates
-RESAMPLES = 2000
 TIE = "unclear"  # what a tie between labels counts as
 
 
@@ -40,6 +39,7 @@ class Agreement:
     alpha_gender: float
     percent_agreement: float
     note: str = ""
+    rater_names: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,22 @@ class LabelReport:
     per_term: pd.DataFrame
     evaluation_path: Path
     majority_path: Path
+
+    def lines(self) -> list[str]:
+        """What the report found, one line each, for a person at a terminal."""
+        agreed, study = self.agreement, self.evaluation.study
+        intervals, halve = study["intervals"], study["labels_to_halve_interval_width"]
+        alpha = (f"Krippendorff's alpha {agreed.alpha:.3f} (female/male only {agreed.alpha_gender:.3f})"
+                 if not math.isnan(agreed.alpha) else agreed.note or "agreement not measurable")
+        return [
+            f"{len(self.majority)} faces labelled by {agreed.raters} rater(s); {agreed.items_with_two_or_more} by two "
+            f"or more; {alpha}; {len(self.disagreements)} faces with disagreement (in {self.majority_path.name})",
+            *(f"{name.replace('_', ' ')} {study[name]:.3f} [{intervals[name][0]:.3f}, {intervals[name][1]:.3f}]"
+              for name in ("sensitivity", "specificity", "nonperson_share", "unclear_share")),
+            f"about {halve['sensitivity']['more_labels']} more labels would halve the sensitivity's interval, "
+            f"{halve['specificity']['more_labels']} the specificity's",
+            f"wrote {self.evaluation_path}: `gimg analyze` now corrects with these rates",
+        ]
 
 
 def majority_labels(labels: pd.DataFrame) -> pd.DataFrame:
@@ -91,7 +107,7 @@ def agreement(labels: pd.DataFrame) -> Agreement:
         raters=int(raters), items=int(len(table)), items_with_two_or_more=int(shared.sum()),
         pairable_values=int(per_item[shared].sum()), alpha=_alpha(counts), alpha_gender=_alpha(gender),
         percent_agreement=float((counts[shared].max(axis=1) == per_item[shared]).mean()) if shared.any() else math.nan,
-        note=note,
+        note=note, rater_names=tuple(sorted(labels["rater"].unique())),
     )
 
 
@@ -134,23 +150,16 @@ def _term_rows(cells: list[StudyCell]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _finite(value):
-    """A JSON-ready copy: NaN as null, numpy numbers as Python numbers, tuples as lists."""
-    if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(item) for item in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    return None if isinstance(value, float) and math.isnan(value) else value
+def study_evaluation(cells: list[StudyCell], agreed: Agreement, options: AnalyzeOptions, *, model: str,
+                     model_version: str, dataset: str) -> Evaluation:
+    """The study's Evaluation: design-weighted rates with intervals, effective counts, cells, per-term figures.
 
-
-def study_evaluation(cells: list[StudyCell], agreed: Agreement, *, model: str, model_version: str,
-                     cutoff: float, dataset: str, resamples: int = RESAMPLES, seed: int = 0) -> Evaluation:
-    """The study's Evaluation: design-weighted rates with intervals, effective counts, cells, per-term figures."""
+    options: the counting options the sample was drawn with (recorded, so analyze can check it counts alike), and the
+    bootstrap's resamples and seed.
+    """
     point = study_rates(cells)
-    rng = np.random.default_rng(seed)
-    draws = draw_study_rates(cells, resamples, rng)
+    rng = np.random.default_rng(options.seed)
+    draws = draw_study_rates(cells, options.resamples, rng)
     clear = {kind: sum(cell.female + cell.male for cell in cells if cell.predicted == kind) for kind in PREDICTED}
     tp, fn = _effective_counts(point.sensitivity, draws.sensitivity, cap=sum(clear.values()))
     tn, fp = _effective_counts(point.specificity, draws.specificity, cap=sum(clear.values()))
@@ -166,26 +175,26 @@ def study_evaluation(cells: list[StudyCell], agreed: Agreement, *, model: str, m
         "faces_by_predicted_class": {kind: sum(c.faces for c in cells if c.predicted == kind) for kind in PREDICTED},
         "labelled_by_predicted_class": {kind: sum(c.labelled for c in cells if c.predicted == kind)
                                         for kind in PREDICTED},
-        "labels_to_halve_interval_width": labels_to_halve(cells, max(200, resamples // 4), rng),
+        "labels_to_halve_interval_width": labels_to_halve(cells, max(200, options.resamples // 4), rng),
         "agreement": agreed.__dict__,
+        "counting": counting(options),
         "per_term": _term_rows(cells).to_dict("records"),
         "cells": [cell.__dict__ for cell in cells],
-        "resamples": resamples,
-        "seed": seed,
+        "resamples": options.resamples,
+        "seed": options.seed,
     }
     return Evaluation(
-        model=model, model_version=model_version, dataset=dataset, cutoff=cutoff, tp=tp, fp=fp, tn=tn, fn=fn,
+        model=model, model_version=model_version, dataset=dataset, cutoff=options.cutoff, tp=tp, fp=fp, tn=tn, fn=fn,
         provenance="gimg label report: majority labels of people on a sample of the study's own counted faces, "
                    "stratified by term and predicted class; rates weighted by the study's cell sizes; counts are "
                    "effective counts (their Beta posterior has the spread of the design-based bootstrap)",
-        created=datetime.now(timezone.utc).strftime("%Y-%m-%d"), study=_finite(study),
+        created=datetime.now(timezone.utc).strftime("%Y-%m-%d"), study=study,
     )
 
 
 def _model_of(out: Path, sample: pd.DataFrame) -> tuple[str, str]:
     """The classifier the sampled faces were scored by (from Datasets/), and its version text."""
     from .evaluate import model_version
-    from .layout import Layout
 
     layout = Layout(out)
     models = sorted({str(model) for term in sample["term"].unique()
@@ -194,31 +203,32 @@ def _model_of(out: Path, sample: pd.DataFrame) -> tuple[str, str]:
     return model, model_version(model)
 
 
-def run_label_report(out: Path, *, resamples: int = RESAMPLES, seed: int = 0) -> LabelReport:
-    """Write validation/majority.csv and validation/evaluation.json from every rater's labels under out."""
-    paths = ValidationLayout(out)
+def run_label_report(out: Path, options: AnalyzeOptions = AnalyzeOptions()) -> LabelReport:
+    """Write validation/majority.csv and validation/evaluation.json from every rater's labels under out.
+
+    The rates are for the faces the sample was drawn from (its counting options); options gives the bootstrap's
+    resamples and seed.
+    """
+    layout = Layout(out)
     sample, strata, labels = read_sample(out), read_strata(out), read_labels(out)
     if labels.empty:
-        raise GimgError(f"no labels in {paths.labels}: label with `gimg label serve` or `gimg label import` first")
+        raise GimgError(f"no labels in {layout.labels}: label with `gimg label serve` or `gimg label import` first")
     majority = majority_labels(labels).merge(sample[["item", "term", "order"]], on="item")
     majority = majority.sort_values("order")[MAJORITY_COLUMNS]
-    settings = json.loads((paths.folder / "sample.settings.json").read_text(encoding="utf-8"))
     model, version = _model_of(out, sample)
     agreed = agreement(labels)
     try:
         evaluation = study_evaluation(
-            build_cells(strata, sample, majority), agreed, model=model, model_version=version,
-            cutoff=float(settings["policy"]["cutoff"]), dataset=f"{len(majority)} labelled faces of the study in "
-            f"{Path(out).resolve()}", resamples=resamples, seed=seed,
+            build_cells(strata, sample, majority), agreed, replace(options, **sample_counting(out)), model=model,
+            model_version=version, dataset=f"{len(majority)} labelled faces of the study in {Path(out).resolve()}",
         )
     except ValueError as error:
         raise GimgError(str(error)) from None
-    write_csv(paths.majority, majority.to_dict("records"), MAJORITY_COLUMNS)
-    with atomic_path(paths.evaluation) as temporary:
-        write_evaluation(evaluation, temporary)
+    write_csv(layout.majority_csv, majority.to_dict("records"), MAJORITY_COLUMNS)
+    write_evaluation(evaluation, layout.study_evaluation)
     return LabelReport(
         agreement=agreed, majority=majority,
         disagreements=majority[majority["disagree"]], evaluation=evaluation,
-        per_term=pd.DataFrame(evaluation.study["per_term"]), evaluation_path=paths.evaluation,
-        majority_path=paths.majority,
+        per_term=pd.DataFrame(evaluation.study["per_term"]), evaluation_path=layout.study_evaluation,
+        majority_path=layout.majority_csv,
     )

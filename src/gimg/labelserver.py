@@ -12,7 +12,6 @@ import functools
 import io
 import json
 import threading
-from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from pathlib import Path
@@ -22,8 +21,10 @@ from urllib.parse import parse_qs, urlsplit
 from PIL import Image, ImageDraw, ImageOps
 
 from .errors import GimgError
+from .layout import check_rater
+from .options import ServeOptions
 from .studyrates import LABELS
-from .validation import check_rater, read_rater_labels, read_sample, save_label, undo_label
+from .validation import read_rater_labels, read_sample, save_label, undo_label
 
 HOST = "127.0.0.1"
 MAX_BODY = 4096
@@ -38,20 +39,6 @@ _SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
 }
-
-
-@dataclass(frozen=True)
-class ServeOptions:
-    """Where the page listens (port 0: any free port) and the rater the page opens for (None: it asks)."""
-
-    port: int = 0
-    rater: str | None = None
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.port <= 65535:
-            raise GimgError(f"port must be between 0 and 65535, not {self.port}")
-        if self.rater is not None:
-            check_rater(self.rater)
 
 
 class Refused(GimgError):

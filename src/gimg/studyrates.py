@@ -52,7 +52,9 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from .correction import interval, resample_shares, rogan_gladen, TermEstimate
+from .correction import Evaluation, TermEstimate, interval, resample_shares, rogan_gladen
+from .errors import GimgError
+from .options import AnalyzeOptions, counting
 
 LABELS = ("female", "male", "unclear", "not_a_person", "not_a_face")
 PREDICTED = ("female", "male")
@@ -258,6 +260,47 @@ def estimate_term_with_study(
     estimate = TermEstimate(share, *interval(replicates), min(max(unclipped, 0.0), 1.0), *interval(corrected),
                             clipped=not 0 <= unclipped <= 1)
     return estimate, corrected
+
+
+class StudyCorrection:
+    """The correction with a study evaluation's own rates (registry.CORRECTIONS["study"]): its cells' rates drawn per
+    replicate with the design, non-person faces taken out as a third class, then Rogan-Gladen."""
+
+    def __init__(self, evaluation: Evaluation, options: AnalyzeOptions, rng: np.random.Generator) -> None:
+        measured = evaluation.study.get("counting")
+        if measured is not None and measured != counting(options):
+            raise GimgError(
+                f"the study's labelled sample was drawn from faces counted with {_described(measured)}, but this "
+                f"analysis counts {_described(counting(options))}: analyze with the sample's options, or pass "
+                "--evaluation to correct with other rates"
+            )
+        self.cells = cells_from_study(evaluation.study)
+        self.point = study_rates(self.cells)
+        self.draws = draw_study_rates(self.cells, options.resamples, rng)
+
+    def estimate(self, women: np.ndarray, faces: np.ndarray, rng: np.random.Generator) -> tuple[TermEstimate, np.ndarray]:
+        return estimate_term_with_study(women, faces, self.draws, self.point, rng)
+
+    def notes(self, counted: dict[str, tuple[int, int]]) -> list[str]:
+        """Notes on a rate no labelled face showed an error of (its interval has no width), and on terms whose counted
+        faces differ from the cells the sample was drawn from."""
+        notes = [f"no labelled face shows an error of the {rate} ({getattr(self.point, rate):.3f}), so its interval "
+                 "has no width and the shares' intervals leave out its uncertainty: label more faces"
+                 for rate in ("sensitivity", "specificity") if np.nanstd(getattr(self.draws, rate)) == 0]
+        sampled: dict[str, tuple[int, int]] = {}
+        for cell in self.cells:
+            female, total = sampled.get(cell.term, (0, 0))
+            sampled[cell.term] = (female + cell.faces * (cell.predicted == "female"), total + cell.faces)
+        changed = [term for term in dict.fromkeys([*sampled, *counted]) if sampled.get(term) != counted.get(term)]
+        if changed:
+            notes.append(f"the study's labelled sample was drawn when {len(changed)} term(s) had other counted faces "
+                         f"than now ({', '.join(changed[:5])}{', ...' if len(changed) > 5 else ''}): its rates "
+                         "describe the study as it was; move validation/ away, then draw and label a new sample")
+        return notes
+
+
+def _described(options: dict) -> str:
+    return ", ".join(f"{name} {value}" for name, value in options.items())
 
 
 def labels_to_halve(cells: list[StudyCell], resamples: int, rng: np.random.Generator) -> dict[str, dict]:

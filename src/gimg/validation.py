@@ -1,8 +1,8 @@
 """Human labels on a sample of the study's own counted faces: drawing the sample, and keeping and importing labels.
 
-validation/ below --out holds sample.csv (the items, fixed once drawn), strata.csv (how many counted faces each
-term has in each predicted class, and how many were sampled), labels/<rater>.csv (one row per item a rater
-answered), and what labelreport writes from them.
+validation/ below --out (its paths are in layout.py) holds sample.csv (the items, fixed once drawn), strata.csv (how
+many counted faces each term has in each predicted class, and how many were sampled), labels/<rater>.csv (one row
+per item a rater answered), and what labelreport writes from them.
 """
 
 from __future__ import annotations
@@ -11,79 +11,34 @@ import csv
 import fcntl
 import hashlib
 import json
-import re
 from contextlib import contextmanager
-from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
 import pandas as pd
 
-from .analyze import Policy, term_faces
+from .analyze import read_term_faces
 from .errors import GimgError, MissingInputError
-from .layout import CROPPED, DOWNLOADED, Layout, folder_name, settings_path, write_csv
+from .layout import CROPPED, DOWNLOADED, Layout, check_rater, folder_name, settings_path, write_csv
+from .options import AnalyzeOptions, SampleOptions, counting
 from .studyrates import LABELS, PREDICTED, allocation_order
 
-VALIDATION = "validation"
 SAMPLE_COLUMNS = ["item", "term", "image", "crop", "left", "top", "right", "bottom", "order", "predicted",
                   "p_female"]
 RATER_FIELDS = ["item", "term", "image", "crop", "left", "top", "right", "bottom"]  # what the page may use
 STRATA_COLUMNS = ["term", "predicted", "faces", "sampled"]
 LABEL_COLUMNS = ["item", "rater", "label", "time"]
 IMPORT_COLUMNS = ("item", "rater", "label")
-_RATER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
-_RESERVED = re.compile(r"(con|prn|aux|nul|com\d|lpt\d)", re.IGNORECASE)
 
 
-class ValidationLayout:
-    """The paths of validation/ below one --out folder."""
-
-    def __init__(self, out: Path) -> None:
-        self.out = Path(out)
-        self.folder = self.out / VALIDATION
-
-    @property
-    def sample(self) -> Path:
-        return self.folder / "sample.csv"
-
-    @property
-    def strata(self) -> Path:
-        return self.folder / "strata.csv"
-
-    @property
-    def labels(self) -> Path:
-        return self.folder / "labels"
-
-    def rater_labels(self, rater: str) -> Path:
-        return self.labels / f"{check_rater(rater)}.csv"
-
-    @property
-    def evaluation(self) -> Path:
-        return self.folder / "evaluation.json"
-
-    @property
-    def majority(self) -> Path:
-        return self.folder / "majority.csv"
-
-
-def check_rater(rater: str) -> str:
-    """The rater's name if it is a safe file name (letters, digits, _ and -, up to 64), else a GimgError."""
-    if not isinstance(rater, str) or not _RATER.fullmatch(rater) or _RESERVED.fullmatch(rater):
-        raise GimgError(f"rater name {rater!r} is not a safe file name: use up to 64 letters, digits, _ or -, "
-                        "starting with a letter or digit")
-    return rater
-
-
-def counted_faces(out: Path, policy: Policy = Policy()) -> pd.DataFrame:
-    """Every face analyze counts under this policy, with its term, image, crop (paths relative to out) and box."""
+def counted_faces(out: Path, options: AnalyzeOptions = AnalyzeOptions()) -> pd.DataFrame:
+    """Every face analyze counts under these options, with its term, image, crop (paths relative to out) and box."""
     layout = Layout(out)
     terms = layout.require_terms_with("dataset", "sample", "classify")
     frames = []
     for term in terms:
-        manifest = pd.read_csv(layout.manifest(term), dtype=str, keep_default_na=False)
-        dataset = pd.read_csv(layout.dataset(term), dtype={"image": str, "file": str, "model": str})
-        used = term_faces(manifest, dataset, policy).used
+        used = read_term_faces(layout, term, options).used
         folder = folder_name(term)
         frames.append(pd.DataFrame({
             "term": term,
@@ -93,7 +48,7 @@ def counted_faces(out: Path, policy: Policy = Policy()) -> pd.DataFrame:
             "p_female": used["p_female"].to_numpy(dtype=float),
         }))
     faces = pd.concat(frames, ignore_index=True)
-    faces["predicted"] = (faces["p_female"] >= policy.cutoff).map({True: "female", False: "male"})
+    faces["predicted"] = (faces["p_female"] >= options.cutoff).map({True: "female", False: "male"})
     faces["item"] = [_item_id(term, crop) for term, crop in zip(faces["term"], faces["crop"])]
     return faces
 
@@ -103,56 +58,63 @@ def _item_id(term: str, crop: str) -> str:
     return hashlib.sha256(f"{term}\0{crop}".encode("utf-8")).hexdigest()[:12]
 
 
-def _ordered_sample(faces: pd.DataFrame, n: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _ordered_sample(faces: pd.DataFrame, sample: SampleOptions) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The first n faces of the study's labelling order, and the strata table (every term x predicted class)."""
-    keys = [hashlib.sha256(f"{seed}\0{item}".encode()).hexdigest() for item in faces["item"]]
+    keys = [hashlib.sha256(f"{sample.seed}\0{item}".encode()).hexdigest() for item in faces["item"]]
     shuffled = faces.assign(_key=keys).sort_values(["term", "predicted", "_key"], kind="stable")
     cells = [(term, kind) for term in dict.fromkeys(faces["term"]) for kind in PREDICTED]
     groups = {cell: group for cell, group in shuffled.groupby(["term", "predicted"], sort=False)}
     sizes = [len(groups.get(cell, ())) for cell in cells]
-    order = allocation_order(sizes, [kind for _, kind in cells], n)
+    order = allocation_order(sizes, [kind for _, kind in cells], sample.n)
     taken = [0] * len(cells)
     rows = []
     for position, cell in enumerate(order, start=1):
         rows.append(groups[cells[cell]].iloc[taken[cell]].to_dict() | {"order": position})
         taken[cell] += 1
-    sample = pd.DataFrame(rows, columns=[*faces.columns, "_key", "order"]).drop(columns="_key")
+    drawn = pd.DataFrame(rows, columns=[*faces.columns, "_key", "order"]).drop(columns="_key")
     strata = pd.DataFrame([{"term": term, "predicted": kind, "faces": size, "sampled": count}
                            for (term, kind), size, count in zip(cells, sizes, taken)], columns=STRATA_COLUMNS)
-    return sample[SAMPLE_COLUMNS], strata
+    return drawn[SAMPLE_COLUMNS], strata
 
 
-def draw_sample(out: Path, n: int = 300, seed: int = 0, policy: Policy = Policy()) -> pd.DataFrame:
-    """Draw (or extend) validation/sample.csv: n of the counted faces, stratified by term and predicted class.
+def draw_sample(out: Path, sample: SampleOptions = SampleOptions(),
+                options: AnalyzeOptions = AnalyzeOptions()) -> pd.DataFrame:
+    """Draw (or extend) validation/sample.csv: sample.n of the faces these analysis options count, stratified by
+    term and predicted class.
 
     A sample already drawn is kept: a larger n adds items after it, a smaller one changes nothing. Drawing with
-    another seed or policy, or after the study's counted faces changed, is refused (move validation/ away first).
-    Also writes validation/strata.csv. Returns the sample.
+    another seed or other counting options (policy, cutoff, min_box), or after the study's counted faces changed, is
+    refused (move validation/ away first). Also writes validation/strata.csv. Returns the sample.
     """
-    if n < 1:
-        raise GimgError(f"the sample size must be at least 1, not {n}")
-    paths = ValidationLayout(out)
-    settings = {"seed": seed, "policy": asdict(policy)}
-    existing = read_sample(out) if paths.sample.is_file() else None
+    layout = Layout(out)
+    settings = {"seed": sample.seed, "counting": counting(options)}
+    existing = read_sample(out) if layout.sample_csv.is_file() else None
     if existing is not None:
-        recorded = json.loads(settings_path(paths.sample).read_text(encoding="utf-8"))
+        recorded = json.loads(settings_path(layout.sample_csv).read_text(encoding="utf-8"))
         if recorded != settings:
-            raise GimgError(f"{paths.sample} was drawn with {recorded}, not {settings}: draw with the same options, "
-                            f"or move {paths.folder} away to start a new sample")
-        if n <= len(existing):
+            raise GimgError(f"{layout.sample_csv} was drawn with {recorded}, not {settings}: draw with the same "
+                            f"options, or move {layout.validation} away to start a new sample")
+        if sample.n <= len(existing):
             return existing
-    sample, strata = _ordered_sample(counted_faces(out, policy), n, seed)
-    if existing is not None and sample["item"].head(len(existing)).tolist() != existing["item"].tolist():
-        raise GimgError(f"the study's counted faces changed since {paths.sample} was drawn: move {paths.folder} away "
-                        "to draw a new sample, or restore the study")
-    write_csv(paths.strata, strata.to_dict("records"), STRATA_COLUMNS)
-    write_csv(paths.sample, sample.to_dict("records"), SAMPLE_COLUMNS, settings=settings)
-    return sample
+    drawn, strata = _ordered_sample(counted_faces(out, options), sample)
+    if existing is not None and drawn["item"].head(len(existing)).tolist() != existing["item"].tolist():
+        raise GimgError(f"the study's counted faces changed since {layout.sample_csv} was drawn: move "
+                        f"{layout.validation} away to draw a new sample, or restore the study")
+    write_csv(layout.strata_csv, strata.to_dict("records"), STRATA_COLUMNS)
+    write_csv(layout.sample_csv, drawn.to_dict("records"), SAMPLE_COLUMNS, settings=settings)
+    return drawn
+
+
+def sample_counting(out: Path) -> dict:
+    """The counting options (policy, cutoff, min_box) the sample under out was drawn with."""
+    layout = Layout(out)
+    read_sample(out)
+    return json.loads(settings_path(layout.sample_csv).read_text(encoding="utf-8"))["counting"]
 
 
 def read_sample(out: Path) -> pd.DataFrame:
     """validation/sample.csv, or a one-line instruction to draw it."""
-    path = ValidationLayout(out).sample
+    path = Layout(out).sample_csv
     if not path.is_file():
         raise MissingInputError(f"no sample in {path.parent}: run `gimg label sample` first")
     return pd.read_csv(path, dtype={"item": str, "term": str, "image": str, "crop": str, "predicted": str},
@@ -161,7 +123,7 @@ def read_sample(out: Path) -> pd.DataFrame:
 
 def read_strata(out: Path) -> pd.DataFrame:
     """validation/strata.csv: faces and sampled faces per term and predicted class."""
-    path = ValidationLayout(out).strata
+    path = Layout(out).strata_csv
     if not path.is_file():
         raise MissingInputError(f"no strata in {path.parent}: run `gimg label sample` again")
     return pd.read_csv(path, dtype={"term": str, "predicted": str}, keep_default_na=False)
@@ -169,7 +131,7 @@ def read_strata(out: Path) -> pd.DataFrame:
 
 def read_rater_labels(out: Path, rater: str) -> pd.DataFrame:
     """One rater's labels (LABEL_COLUMNS), empty when the rater has none yet."""
-    path = ValidationLayout(out).rater_labels(rater)
+    path = Layout(out).rater_labels(rater)
     if not path.is_file():
         return pd.DataFrame(columns=LABEL_COLUMNS)
     return pd.read_csv(path, dtype=str, keep_default_na=False)
@@ -177,8 +139,7 @@ def read_rater_labels(out: Path, rater: str) -> pd.DataFrame:
 
 def read_labels(out: Path) -> pd.DataFrame:
     """Every rater's labels (LABEL_COLUMNS) for items still in the sample."""
-    folder = ValidationLayout(out).labels
-    frames = [read_rater_labels(out, path.stem) for path in sorted(folder.glob("*.csv")) if _RATER.fullmatch(path.stem)]
+    frames = [read_rater_labels(out, rater) for rater in Layout(out).raters()]
     labels = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=LABEL_COLUMNS)
     return labels[labels["item"].isin(set(read_sample(out)["item"]))].reset_index(drop=True)
 
@@ -186,15 +147,15 @@ def read_labels(out: Path) -> pd.DataFrame:
 @contextmanager
 def _locked(out: Path, rater: str) -> Iterator[None]:
     """Hold the rater's lock, so two servers or an import never interleave their read-modify-write."""
-    paths = ValidationLayout(out)
-    paths.labels.mkdir(parents=True, exist_ok=True)
-    with (paths.labels / f".{check_rater(rater)}.lock").open("w") as handle:
+    lock = Layout(out).rater_lock(rater)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with lock.open("w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         yield
 
 
 def _write_rater(out: Path, rater: str, labels: pd.DataFrame) -> None:
-    write_csv(ValidationLayout(out).rater_labels(rater), labels.to_dict("records"), LABEL_COLUMNS)
+    write_csv(Layout(out).rater_labels(rater), labels.to_dict("records"), LABEL_COLUMNS)
 
 
 def _now() -> str:
