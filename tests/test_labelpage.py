@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
@@ -15,17 +16,17 @@ from gimg.validation import draw_sample, read_rater_labels
 
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 pytestmark = pytest.mark.skipif(not CHROMEDRIVER.exists(), reason="needs Debian chromium and chromium-driver")
-SERVER = ("import sys; from pathlib import Path; from gimg.labelserver import serve_labels; "
-          "serve_labels(Path(sys.argv[1]), on_ready=lambda url: print(url, flush=True))")
 ITEMS = 12
 
 
 def start_server(out: Path) -> tuple[subprocess.Popen, str]:
-    """`serve_labels` in its own process, as `gimg label serve` runs it; returns the process and its address."""
-    process = subprocess.Popen([sys.executable, "-c", SERVER, str(out)], stdout=subprocess.PIPE, text=True)
-    url = process.stdout.readline().strip()
-    assert url.startswith("http://127.0.0.1:"), url
-    return process, url
+    """`gimg label serve` in its own process; returns the process and the address it says to open."""
+    process = subprocess.Popen([sys.executable, "-m", "gimg", "label", "serve", "--out", str(out)],
+                               stdout=subprocess.PIPE, text=True)
+    line = process.stdout.readline()
+    url = re.search(r"open (http://127\.0\.0\.1:\d+/) in a browser", line)
+    assert url, line
+    return process, url.group(1)
 
 
 def browser(profile: Path):

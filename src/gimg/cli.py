@@ -291,11 +291,13 @@ def run_all(terms: Path, out: Path, config: StudyConfig) -> None:
                    "with gimg (Face Research Lab London Set, CC BY 4.0).")
 @options_of(ExecutionOptions)
 def demo(out: Path, faces: Path | None, **values) -> None:
-    """Run the whole pipeline against a local search engine on 127.0.0.1 that serves labelled faces.
+    """Run the whole pipeline against a local search engine on 127.0.0.1 that serves labelled faces, then label a
+    sample of its faces by import (from the site's truth) and analyze again with the study's own error rates.
 
     Example: gimg demo --out demo_out
     """
-    from .localengine import DEMO_PER_TERM, DEMO_SHARES, prepare_demo_site, serve_site
+    from .localengine import DEMO_PER_TERM, DEMO_RATERS, DEMO_SHARES, label_demo, prepare_demo_site, serve_site
+    from .pipeline import run_analyze
 
     site, terms = prepare_demo_site(out, faces)
     with serve_site(site) as base_url:
@@ -304,6 +306,11 @@ def demo(out: Path, faces: Path | None, **values) -> None:
         config = StudyConfig.from_flat({**values, "engine": "bing", "engine_url": base_url, "limit": DEMO_PER_TERM,
                                         "min_faces": DEMO_PER_TERM // 2})
         run_all(terms, out, config)
+    imported = label_demo(out, site, config.analyze)
+    log.info(f"demo: labelled {max(imported.values())} sampled faces by import from the site's truth, as "
+             f"{len(DEMO_RATERS)} simulated raters ({', '.join(DEMO_RATERS)}; the noisy one swaps every "
+             f"{max(DEMO_RATERS.values())}th face); analyzing again with the study's own error rates")
+    show_analysis(run_analyze(out, config.analyze))
 
 
 BOOTSTRAP = ("resamples", "seed")  # the AnalyzeOptions that `gimg label report` takes

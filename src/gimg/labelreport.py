@@ -158,6 +158,10 @@ def study_evaluation(cells: list[StudyCell], agreed: Agreement, options: Analyze
     bootstrap's resamples and seed.
     """
     point = study_rates(cells)
+    for rate, kind in (("sensitivity", "male"), ("specificity", "female")):
+        if not math.isfinite(getattr(point, rate)):
+            raise ValueError(f"the labels give no {rate} yet: no face the classifier called {kind} was labelled "
+                             "female or male; label more of the sample")
     rng = np.random.default_rng(options.seed)
     draws = draw_study_rates(cells, options.resamples, rng)
     clear = {kind: sum(cell.female + cell.male for cell in cells if cell.predicted == kind) for kind in PREDICTED}

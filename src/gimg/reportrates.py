@@ -108,13 +108,29 @@ def _method_text() -> str:
         for line in block.splitlines():
             stripped = escape(line.strip())
             if line.startswith("       "):
-                parts.append(f"<br><code>{stripped}</code>")
+                parts.append(f"<br><code>{stripped}</code><br>")
             elif line.lstrip().startswith("- "):
                 parts.append(f"<br>• {stripped[2:]}")
             else:
                 parts.append(stripped)
         paragraphs.append(f"<p>{' '.join(parts)}</p>")
     return "".join(paragraphs)
+
+
+def _more_labels(study: dict) -> str:
+    """How many more labels would halve each rate's interval, or why that cannot be told."""
+    sentences = []
+    for rate in ("sensitivity", "specificity"):
+        low, high = study["intervals"][rate]
+        more = study["labels_to_halve_interval_width"][rate]["more_labels"]
+        sentences.append(
+            f"about {more} more labels would halve the width of the {rate}'s interval"
+            if low is not None and high > low else
+            f"no labelled face showed an error of the {rate}, so its interval has no width and the labels cannot "
+            "tell how many more would narrow it"
+        )
+    text = "; ".join(sentences)
+    return f"<p>{text[0].upper()}{text[1:]}.</p>"
 
 
 def study_words(result: AnalysisResult) -> str:
@@ -130,8 +146,7 @@ def study_words(result: AnalysisResult) -> str:
         f"{escape(evaluation.model)}; cutoff {evaluation.cutoff:g}). Source: {escape(result.evaluation_source)}.</p>"
         + _agreement(study["agreement"])
         + _rates_table(study)
-        + f"<p>About {halve['sensitivity']['more_labels']} more labels would halve the width of the sensitivity's "
-          f"interval, and {halve['specificity']['more_labels']} that of the specificity's.</p>"
+        + _more_labels(study)
         + _per_term(study)
         + "<h3>How the study's rates are estimated and used</h3>"
         + _method_text()
