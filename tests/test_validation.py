@@ -59,6 +59,17 @@ def test_drawing_more_adds_items_and_never_reshuffles(out, label_study, tmp_path
     assert draw_sample(other, SampleOptions(n=20, seed=5))["item"].tolist() != grown["item"].tolist()
 
 
+def test_the_same_study_downloaded_again_from_elsewhere_gets_the_same_sample(out, fixtures, tmp_path):
+    """Item ids come from image content and boxes: another server port (so other URLs and file names) changes none."""
+    from labelstudy import build_study
+
+    again = build_study(tmp_path / "again", fixtures)
+    names = [sorted(path.name for path in (study / "Downloaded_images").rglob("*.jpg")) for study in (again, out)]
+    assert names[0] != names[1], "the file names hash the URLs, which name another port"
+    assert (draw_sample(again, SampleOptions(n=20, seed=3))["item"].tolist()
+            == draw_sample(out, SampleOptions(n=20, seed=3))["item"].tolist())
+
+
 def test_another_seed_or_a_changed_study_is_refused(out):
     draw_sample(out, SampleOptions(n=10, seed=0))
     with pytest.raises(GimgError, match="drawn with"):

@@ -33,29 +33,36 @@ IMPORT_COLUMNS = ("item", "rater", "label")
 
 
 def counted_faces(out: Path, options: AnalyzeOptions = AnalyzeOptions()) -> pd.DataFrame:
-    """Every face analyze counts under these options, with its term, image, crop (paths relative to out) and box."""
+    """Every face analyze counts under these options, with its term, image, crop (paths relative to out) and box.
+
+    A face's item id comes from its term, its image's content (sha256) and its box, not from file names or URLs, so
+    the same study downloaded again (from a mirror, or a test server on another port) gets the same sample.
+    """
     layout = Layout(out)
     terms = layout.require_terms_with("dataset", "sample", "classify")
     frames = []
     for term in terms:
         used = read_term_faces(layout, term, options).used
+        manifest = pd.read_csv(layout.manifest(term), dtype=str, keep_default_na=False)
+        content = dict(zip(manifest["file"], manifest["sha256"]))
         folder = folder_name(term)
+        boxes = {side: used[side].astype(int).to_numpy() for side in ("left", "top", "right", "bottom")}
         frames.append(pd.DataFrame({
+            "item": [_item_id(term, content[name], box) for name, *box in zip(used["image"], *boxes.values())],
             "term": term,
             "image": [f"{DOWNLOADED}/{folder}/{name}" for name in used["image"]],
             "crop": [f"{CROPPED}/{folder}/{name}" for name in used["file"]],
-            **{side: used[side].astype(int).to_numpy() for side in ("left", "top", "right", "bottom")},
+            **boxes,
             "p_female": used["p_female"].to_numpy(dtype=float),
         }))
     faces = pd.concat(frames, ignore_index=True)
     faces["predicted"] = (faces["p_female"] >= options.cutoff).map({True: "female", False: "male"})
-    faces["item"] = [_item_id(term, crop) for term, crop in zip(faces["term"], faces["crop"])]
     return faces
 
 
-def _item_id(term: str, crop: str) -> str:
-    """A short id for a face that stays the same however often the sample is drawn."""
-    return hashlib.sha256(f"{term}\0{crop}".encode("utf-8")).hexdigest()[:12]
+def _item_id(term: str, image_sha256: str, box: list[int]) -> str:
+    """A short id for a face that stays the same however often, and from wherever, the study is downloaded."""
+    return hashlib.sha256(f"{term}\0{image_sha256}\0{box}".encode("utf-8")).hexdigest()[:12]
 
 
 def _ordered_sample(faces: pd.DataFrame, sample: SampleOptions) -> tuple[pd.DataFrame, pd.DataFrame]:
