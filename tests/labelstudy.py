@@ -26,7 +26,8 @@ def build_study(root: Path, fixtures: Path) -> Path:
     faces = fixtures / "faces"
     build_site(read_face_labels(faces), faces / "images", root / "site", SHARES, per_term=PER_TERM, seed=3)
     with serve_site(root / "site") as base_url:
-        run_download(list(SHARES), out, DownloadOptions(engine_url=base_url, limit=PER_TERM), ExecutionOptions(workers=2))
+        options = DownloadOptions(engine_url=base_url, limit=PER_TERM)
+        run_download(list(SHARES), out, options, ExecutionOptions(workers=2))
     run_crop_classify(out, execution=ExecutionOptions(workers=2))
     marker.touch()
     return out

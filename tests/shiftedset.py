@@ -85,7 +85,8 @@ def run_shifted(shared_data: Path, root: Path, per_term: int, sample: int, seed:
     columns = ["corrected_share", "corrected_low", "corrected_high"]
     table = pd.concat([shipped[["faces", "share_women", *columns]],
                        own[columns].rename(columns=lambda name: name.replace("corrected", "study"))], axis=1)
-    table = table.rename(columns=lambda name: name.replace("corrected", "shipped")).rename(columns={"share_women": "raw"})
+    table = table.rename(columns=lambda name: name.replace("corrected", "shipped"))
+    table = table.rename(columns={"share_women": "raw"})
     return table.assign(truth=pd.Series(SHARES)).reset_index()
 
 

@@ -127,7 +127,8 @@ def test_a_rate_no_label_shows_an_error_of_is_noted(label_study, tmp_path, gimg)
     out = copy_study(label_study, tmp_path / "out")
     assert gimg("label", "sample", "--out", out, "--n", "12")[0] == 0
     sample = read_sample(out)
-    write_labels(tmp_path / "labels.csv", [(item, "ana", kind) for item, kind in zip(sample["item"], sample["predicted"])])
+    answers = [(item, "ana", kind) for item, kind in zip(sample["item"], sample["predicted"])]
+    write_labels(tmp_path / "labels.csv", answers)
     assert gimg("label", "import", tmp_path / "labels.csv", "--out", out)[0] == 0
     assert gimg("analyze", "--out", out, *ANALYZE)[0] == 0
     notes = analysis(out)["notes"]

@@ -232,8 +232,8 @@ def choose_evaluation(
     notes = []
     cutoff = options.cutoff
     if options.evaluation is not None:
-        own = Path(options.evaluation).resolve() == layout.study_evaluation.resolve()
-        chosen, source, domain = load_evaluation(options.evaluation), str(options.evaluation), "study" if own else "file"
+        chosen, source = load_evaluation(options.evaluation), str(options.evaluation)
+        domain = "study" if Path(options.evaluation).resolve() == layout.study_evaluation.resolve() else "file"
     elif layout.study_evaluation.is_file():
         chosen, domain = load_evaluation(layout.study_evaluation), "study"
         source = f"labels of this study's own faces ({layout.study_evaluation})"

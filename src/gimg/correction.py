@@ -245,7 +245,9 @@ def compare_with_census(
 class Correction(Protocol):
     """How one analysis corrects every term: built once (so all terms share each replicate's error rates)."""
 
-    def estimate(self, women: np.ndarray, faces: np.ndarray, rng: np.random.Generator) -> tuple[TermEstimate, np.ndarray]:
+    def estimate(
+        self, women: np.ndarray, faces: np.ndarray, rng: np.random.Generator
+    ) -> tuple[TermEstimate, np.ndarray]:
         """A term's estimate and its corrected-share replicates, from women and faces counted per image."""
 
     def notes(self, counted: dict[str, tuple[int, int]]) -> list[str]:
@@ -260,7 +262,9 @@ class RateCorrection:
         self.draws = draw_error_rates(evaluation, options.resamples, rng)
         self.point = (evaluation.sensitivity, evaluation.specificity) if evaluation else (1.0, 1.0)
 
-    def estimate(self, women: np.ndarray, faces: np.ndarray, rng: np.random.Generator) -> tuple[TermEstimate, np.ndarray]:
+    def estimate(
+        self, women: np.ndarray, faces: np.ndarray, rng: np.random.Generator
+    ) -> tuple[TermEstimate, np.ndarray]:
         return estimate_term(women, faces, *self.draws, self.point, rng)
 
     def notes(self, counted: dict[str, tuple[int, int]]) -> list[str]:

@@ -138,7 +138,6 @@ def study_words(result: AnalysisResult) -> str:
     evaluation = result.evaluation
     study = evaluation.study
     by_class = study["labelled_by_predicted_class"]
-    halve = study["labels_to_halve_interval_width"]
     return (
         f"<p>The classifier's errors were measured on <b>this study's own faces</b>: people labelled "
         f"{study['labelled']} of its {study['faces']} counted faces ({by_class['female']} that the classifier called "

@@ -278,7 +278,9 @@ class StudyCorrection:
         self.point = study_rates(self.cells)
         self.draws = draw_study_rates(self.cells, options.resamples, rng)
 
-    def estimate(self, women: np.ndarray, faces: np.ndarray, rng: np.random.Generator) -> tuple[TermEstimate, np.ndarray]:
+    def estimate(
+        self, women: np.ndarray, faces: np.ndarray, rng: np.random.Generator
+    ) -> tuple[TermEstimate, np.ndarray]:
         return estimate_term_with_study(women, faces, self.draws, self.point, rng)
 
     def notes(self, counted: dict[str, tuple[int, int]]) -> list[str]:
