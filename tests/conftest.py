@@ -26,6 +26,14 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+@pytest.fixture(scope="session")
+def label_study(tmp_path_factory, fixtures) -> Path:
+    """A small real study (tests/labelstudy.py), built once per session; copy it before writing in it."""
+    from labelstudy import build_study
+
+    return build_study(tmp_path_factory.getbasetemp() / "labelstudy", fixtures)
+
+
 @pytest.fixture
 def gimg(monkeypatch, capsys):
     """Run `gimg ARGS...` through the real entry point, in process; return (exit code, stdout, stderr)."""

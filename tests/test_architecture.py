@@ -7,7 +7,7 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-from gimg.options import SECTIONS, EvaluateOptions
+from gimg.options import SECTIONS, EvaluateOptions, SampleOptions, ServeOptions
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "gimg"
 
@@ -81,6 +81,14 @@ def test_analysis_knows_nothing_of_its_renderers():
     assert not graph["gimg.analyze"] & {"gimg.figures", "gimg.report"}
 
 
+def test_analysis_knows_nothing_of_the_labels_it_may_be_corrected_with():
+    graph = import_graph()
+    assert "gimg.analyze" in graph["gimg.validation"]
+    labels = {"gimg.validation", "gimg.labelreport", "gimg.labelserver"}
+    for module in ("gimg.analyze", "gimg.correction", "gimg.studyrates"):
+        assert not graph[module] & labels, module
+
+
 def test_the_fused_pass_is_composed_above_the_stages():
     graph = import_graph()
     assert "gimg.faces" not in graph["gimg.classify"] and "gimg.classify" not in graph["gimg.faces"]
@@ -110,7 +118,8 @@ def plain(argument: ast.arg) -> bool:
 
 def loose_option_parameters() -> list[tuple[str, str, list[str]]]:
     """(file, function, names) for each function that takes two or more fields of one options class one by one."""
-    groups = [{item.name for item in fields(section)} for section in [*SECTIONS.values(), EvaluateOptions]]
+    groups = [{item.name for item in fields(section)}
+              for section in [*SECTIONS.values(), EvaluateOptions, SampleOptions, ServeOptions]]
     found = []
     for path in PACKAGE.rglob("*.py"):
         if path.name == "options.py":

@@ -114,6 +114,7 @@ def test_the_python_api_mirrors_the_cli():
     assert {"run_download", "run_crop", "run_classify", "run_analyze", "run_pipeline", "run_evaluate"} <= set(
         gimg.__all__
     )
+    assert {"draw_sample", "serve_labels", "import_labels", "run_label_report"} <= set(gimg.__all__)
 
 
 def test_info_names_the_version_every_model_file_its_license_and_the_browser(gimg):

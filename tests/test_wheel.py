@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -72,6 +73,10 @@ def test_demo_runs_from_an_empty_folder(installed, tmp_path):
     assert (tmp_path / "demo_out" / "analysis" / "report.html").is_file()
     summary = pd.read_csv(tmp_path / "demo_out" / "analysis" / "summary.csv")
     assert summary.census_share_women.notna().all() and (summary.faces >= 10).all()
+    analysis = json.loads((tmp_path / "demo_out" / "analysis" / "analysis.json").read_text())
+    assert analysis["evaluation"]["domain"] == "study", "the demo labels a sample and corrects with its rates"
+    assert analysis["evaluation"]["study"]["agreement"]["raters"] == 3
+    assert "this study's own faces" in (tmp_path / "demo_out" / "analysis" / "report.html").read_text()
 
 
 def test_pipeline_uses_the_shipped_census(installed, tmp_path, fixtures):

@@ -2,8 +2,9 @@
 
 The Python API mirrors the CLI: run_download, run_crop, run_classify, run_analyze, run_pipeline and
 run_evaluate, which take the options objects DownloadOptions, CropOptions, ClassifyOptions, AnalyzeOptions,
-EvaluateOptions, ExecutionOptions (or a whole StudyConfig). They are imported on first use, so `import gimg`
-stays light.
+EvaluateOptions, ExecutionOptions (or a whole StudyConfig); and for `gimg label`, draw_sample, serve_labels,
+import_labels and run_label_report, with SampleOptions and ServeOptions. They are imported on first use, so
+`import gimg` stays light.
 """
 
 from importlib import import_module
@@ -17,8 +18,13 @@ _EXPORTS = {
     "run_analyze": "pipeline",
     "run_pipeline": "pipeline",
     "run_evaluate": "evaluate",
+    "draw_sample": "validation",
+    "import_labels": "validation",
+    "serve_labels": "labelserver",
+    "run_label_report": "labelreport",
     **{name: "options" for name in ("DownloadOptions", "CropOptions", "ClassifyOptions", "AnalyzeOptions",
-                                    "EvaluateOptions", "ExecutionOptions", "StudyConfig")},
+                                    "EvaluateOptions", "ExecutionOptions", "StudyConfig", "SampleOptions",
+                                    "ServeOptions")},
 }
 __all__ = ["__version__", *_EXPORTS]
 

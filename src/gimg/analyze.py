@@ -17,12 +17,12 @@ import pandas as pd
 
 from .correction import (
     ComparisonIntervals,
+    Correction,
     Evaluation,
     compare_with_census,
     default_evaluation_path,
-    draw_error_rates,
-    estimate_term,
     load_evaluation,
+    make_correction,
 )
 from .errors import GimgError, MissingInputError
 from .layout import Layout, atomic_path, write_json
@@ -76,6 +76,7 @@ class AnalysisResult:
     models: list[str]
     evaluation: Evaluation | None = None
     evaluation_source: str = ""
+    evaluation_domain: str = ""  # where its rates were measured: "study" (its own faces), "shipped" or "file"
     pearson_ci: tuple[float, float] = (math.nan, math.nan)
     spearman_ci: tuple[float, float] = (math.nan, math.nan)
     mean_difference: float = math.nan
@@ -206,6 +207,11 @@ def _read_manifest(layout: Layout, term: str) -> pd.DataFrame:
     return pd.read_csv(path, dtype=str, keep_default_na=False)
 
 
+def read_term_faces(layout: Layout, term: str, options: AnalyzeOptions) -> TermFaces:
+    """A term's counted faces under these options, from its manifest and its Datasets CSV."""
+    return term_faces(_read_manifest(layout, term), _read_dataset(layout, term), options)
+
+
 def strip_faces(used: pd.DataFrame, crop_dir: Path, cap: int) -> list[tuple[Path, float]]:
     """Up to cap of a term's counted faces, ordered by p_female and spread evenly over that order."""
     ordered = used.sort_values("p_female", kind="stable")
@@ -214,45 +220,55 @@ def strip_faces(used: pd.DataFrame, crop_dir: Path, cap: int) -> list[tuple[Path
     return [(crop_dir / str(row.file), float(row.p_female)) for row in ordered.itertuples()]
 
 
-def choose_evaluation(options: AnalyzeOptions, models: list[str]) -> tuple[Evaluation | None, str, list[str]]:
-    """The evaluation to correct with, where it came from, and notes on anything that makes it fit poorly."""
+def choose_evaluation(
+    options: AnalyzeOptions, models: list[str], layout: Layout
+) -> tuple[Evaluation | None, str, str, list[str]]:
+    """The evaluation to correct with, where it came from, its domain, and notes on anything that makes it fit poorly.
+
+    In order: --evaluation ("file"; "study" when it is this study's own); the study's own labelled faces
+    (validation/evaluation.json, written by `gimg label report`: "study"); the evaluation shipped for the model
+    ("shipped").
+    """
     notes = []
     cutoff = options.cutoff
     if options.evaluation is not None:
         chosen, source = load_evaluation(options.evaluation), str(options.evaluation)
+        domain = "study" if Path(options.evaluation).resolve() == layout.study_evaluation.resolve() else "file"
+    elif layout.study_evaluation.is_file():
+        chosen, domain = load_evaluation(layout.study_evaluation), "study"
+        source = f"labels of this study's own faces ({layout.study_evaluation})"
     else:
         families = sorted({model.split(":", 1)[0] for model in models})
         default = default_evaluation_path(families[0]) if len(families) == 1 else None
         if default is None or not default.is_file():
-            return None, "", [
+            return None, "", "", [
                 f"no evaluation of the classifier ({', '.join(models) or 'unknown'}) ships with gimg: shares are NOT "
                 "corrected for its errors; run `gimg evaluate` and pass its file with --evaluation"
             ]
-        chosen, source = load_evaluation(default), f"shipped with gimg ({default.name})"
+        chosen, source, domain = load_evaluation(default), f"shipped with gimg ({default.name})", "shipped"
     if models and any(model != chosen.model for model in models):
         notes.append(f"the evaluation is of {chosen.model}, but the faces were classified by {', '.join(models)}")
     if not math.isclose(chosen.cutoff, cutoff):
         notes.append(f"the evaluation measured the error rates at cutoff {chosen.cutoff:g}, the analysis uses "
                      f"{cutoff:g}: the correction is only approximate")
-    return chosen, source, notes
+    return chosen, source, domain, notes
 
 
 def summarize(
     layout: Layout, datasets: dict[str, pd.DataFrame], census: pd.DataFrame, options: AnalyzeOptions,
-    evaluation: Evaluation | None, rng: np.random.Generator,
+    correction: Correction, rng: np.random.Generator,
 ) -> tuple[pd.DataFrame, np.ndarray, dict[str, list[tuple[Path, float]]]]:
     """The summary table (SUMMARY_COLUMNS, in the order of terms), corrected-share replicates and face strips.
 
-    All terms share each replicate's draw of sensitivity and specificity: one classifier makes every term's errors.
+    All terms share each replicate's draw of the error rates (made once, in correction): one classifier makes every
+    term's errors.
     """
     shares = census.set_index("term")["bls_share_women"]
-    sensitivity, specificity = draw_error_rates(evaluation, options.resamples, rng)
-    point_rates = (evaluation.sensitivity, evaluation.specificity) if evaluation else (1.0, 1.0)
     rows, replicates, strips = [], [], {}
     for term, dataset in datasets.items():
         counted = term_faces(_read_manifest(layout, term), dataset, options)
         women, faces = per_image(counted.used, options.cutoff)
-        estimate, corrected = estimate_term(women, faces, sensitivity, specificity, point_rates, rng)
+        estimate, corrected = correction.estimate(women, faces, rng)
         census_share = float(shares.get(term, math.nan))
         rows.append({
             "term": term, "images": counted.images, "images_with_face": counted.images_with_face,
@@ -278,16 +294,19 @@ def compared(summary: pd.DataFrame) -> pd.Series:
 def analyze(out: Path, options: AnalyzeOptions = AnalyzeOptions()) -> AnalysisResult:
     """Analyze every classified term under out (writing nothing).
 
-    options.evaluation: the classifier's evaluation file (default: the one gimg ships for the model in Datasets/).
+    options.evaluation: the classifier's evaluation file (default: the study's own, validation/evaluation.json, when
+    its faces were labelled; else the one gimg ships for the model in Datasets/).
     """
     census_table = read_census(options.census)
     layout = Layout(out)
     terms = layout.require_terms_with("dataset", "analyze", "classify")
     datasets = {term: _read_dataset(layout, term) for term in terms}
     models = sorted({model for dataset in datasets.values() for model in dataset["model"].dropna()})
-    chosen, source, notes = choose_evaluation(options, models)
+    chosen, source, domain, notes = choose_evaluation(options, models, layout)
     rng = np.random.default_rng(options.seed)
-    summary, replicates, strips = summarize(layout, datasets, census_table, options, chosen, rng)
+    correction = make_correction(chosen, options, rng)
+    summary, replicates, strips = summarize(layout, datasets, census_table, options, correction, rng)
+    notes += correction.notes({row.term: (row.women, row.faces) for row in summary.itertuples()})
 
     inside = compared(summary).to_numpy()
     truth, search = summary["census_share_women"].to_numpy()[inside], summary["corrected_share"].to_numpy()[inside]
@@ -302,7 +321,7 @@ def analyze(out: Path, options: AnalyzeOptions = AnalyzeOptions()) -> AnalysisRe
         layout=layout, options=options, census=census_name(options.census), correlation_note=correlation.note,
         without_census=summary.loc[summary["census_share_women"].isna(), "term"].tolist(),
         not_classified=[term for term in layout.known_terms() if term not in terms],
-        models=models, evaluation=chosen, evaluation_source=source,
+        models=models, evaluation=chosen, evaluation_source=source, evaluation_domain=domain,
         pearson_ci=intervals.pearson, spearman_ci=intervals.spearman, mean_difference=intervals.mean_difference,
         mean_difference_ci=intervals.mean_difference_ci, notes=notes, strips=strips,
     )
@@ -317,6 +336,7 @@ def write_tables(result: AnalysisResult) -> None:
     keys = ("n_terms", "pearson_r", "pearson_p", "spearman_rho", "spearman_p", "pearson_ci", "spearman_ci",
             "mean_difference", "mean_difference_ci", "evaluation_source", "notes")
     document = {"options": vars(result.options), "census": result.census, "models": result.models,
-                "evaluation": result.evaluation.to_json() if result.evaluation else None,
+                "evaluation": {**result.evaluation.to_json(), "domain": result.evaluation_domain}
+                if result.evaluation else None,
                 **{key: getattr(result, key) for key in keys}}
     write_json(layout.analysis_json, document)

@@ -13,7 +13,9 @@ import click
 
 from . import __version__
 from .errors import GimgError
+from .layout import Layout
 from .options import (
+    COUNTING,
     AnalyzeOptions,
     ClassifyOptions,
     CropOptions,
@@ -21,6 +23,8 @@ from .options import (
     EvaluateOptions,
     ExecutionOptions,
     Options,
+    SampleOptions,
+    ServeOptions,
     StudyConfig,
     flag,
 )
@@ -287,11 +291,13 @@ def run_all(terms: Path, out: Path, config: StudyConfig) -> None:
                    "with gimg (Face Research Lab London Set, CC BY 4.0).")
 @options_of(ExecutionOptions)
 def demo(out: Path, faces: Path | None, **values) -> None:
-    """Run the whole pipeline against a local search engine on 127.0.0.1 that serves labelled faces.
+    """Run the whole pipeline against a local search engine on 127.0.0.1 that serves labelled faces, then label a
+    sample of its faces by import (from the site's truth) and analyze again with the study's own error rates.
 
     Example: gimg demo --out demo_out
     """
-    from .localengine import DEMO_PER_TERM, DEMO_SHARES, prepare_demo_site, serve_site
+    from .localengine import DEMO_PER_TERM, DEMO_RATERS, DEMO_SHARES, label_demo, prepare_demo_site, serve_site
+    from .pipeline import run_analyze
 
     site, terms = prepare_demo_site(out, faces)
     with serve_site(site) as base_url:
@@ -300,6 +306,107 @@ def demo(out: Path, faces: Path | None, **values) -> None:
         config = StudyConfig.from_flat({**values, "engine": "bing", "engine_url": base_url, "limit": DEMO_PER_TERM,
                                         "min_faces": DEMO_PER_TERM // 2})
         run_all(terms, out, config)
+    imported = label_demo(out, site, config.analyze)
+    log.info(f"demo: labelled {max(imported.values())} sampled faces by import from the site's truth, as "
+             f"{len(DEMO_RATERS)} simulated raters ({', '.join(DEMO_RATERS)}; the noisy one swaps every "
+             f"{max(DEMO_RATERS.values())}th face); analyzing again with the study's own error rates")
+    show_analysis(run_analyze(out, config.analyze))
+
+
+BOOTSTRAP = ("resamples", "seed")  # the AnalyzeOptions that `gimg label report` takes
+
+
+def fields_of(section: type[Options], names: tuple[str, ...]) -> Callable:
+    """Some fields of an options class as click options."""
+    return _compose(*(_click_option(item) for item in fields(section) if item.name in names))
+
+
+def config_for(names: tuple[str, ...]) -> Callable:
+    """--config that takes only these options (and --out) from a study file, so that a name a command uses for
+    something else (label sample's --seed) is not set by another section's option of that name."""
+
+    def load(context: click.Context, _: click.Parameter, value: Path | None) -> None:
+        if value is not None:
+            from .studyfile import read_study
+
+            chosen = {name: value for name, value in read_study(value).items() if name in {*names, "out"}}
+            context.default_map = {**(context.default_map or {}), **chosen}
+
+    return click.option("--config", type=click.Path(dir_okay=False, path_type=Path), is_eager=True,
+                        expose_value=False, callback=load,
+                        help=f"Study file (TOML) whose [analyze] {', '.join(names)} apply; flags override them.")
+
+
+@cli.group()
+def label() -> None:
+    """Have people label a sample of the study's own faces, so that analyze corrects with the study's own errors.
+
+    Example: gimg label sample --out study1, then gimg label serve --out study1 --rater ana
+    """
+
+
+@label.command("sample")
+@study_out
+@config_for(COUNTING)
+@options_of(SampleOptions)
+@fields_of(AnalyzeOptions, COUNTING)
+def label_sample(out: Path, **values) -> None:
+    """Draw (or grow) the sample of counted faces to label, by term and predicted class, into validation/sample.csv.
+
+    Count faces with the options the analysis uses (--policy, --cutoff, --min-box): analyze refuses other ones.
+
+    Example: gimg label sample --out study1 --n 300 --seed 0
+    """
+    from .validation import draw_sample
+
+    options = AnalyzeOptions(**{name: values.pop(name) for name in COUNTING})
+    sample = draw_sample(out, SampleOptions(**values), options)
+    called = sample["predicted"].value_counts()
+    log.info(f"label sample: {len(sample)} faces in {Layout(out).sample_csv} ({called.get('female', 0)} called women, "
+             f"{called.get('male', 0)} called men); label them with `gimg label serve --out {out}`")
+
+
+@label.command("serve")
+@study_out
+@options_of(ServeOptions)
+def label_serve(out: Path, **values) -> None:
+    """Serve the labelling page on 127.0.0.1 until Ctrl-C; every answer is saved as it is given.
+
+    Example: gimg label serve --out study1 --rater ana --port 8765
+    """
+    from .labelserver import serve_labels
+
+    serve_labels(out, ServeOptions(**values),
+                 on_ready=lambda url: log.info(f"label serve: open {url} in a browser; Ctrl-C stops the page"))
+
+
+@label.command("import")
+@click.argument("labels", type=click.Path(dir_okay=False, path_type=Path))
+@study_out
+def label_import(labels: Path, out: Path) -> None:
+    """Import labels made elsewhere: a CSV of item, rater, label (female, male, unclear, not_a_person, not_a_face).
+
+    Example: gimg label import crowd_labels.csv --out study1
+    """
+    from .validation import import_labels
+
+    for rater, count in import_labels(out, labels).items():
+        log.info(f"label import: {count} answers of rater {rater}")
+
+
+@label.command("report")
+@study_out
+@config_for(BOOTSTRAP)
+@fields_of(AnalyzeOptions, BOOTSTRAP)
+def label_report(out: Path, **values) -> None:
+    """Agreement between raters, majority labels, and the study's own error rates (validation/evaluation.json).
+
+    Example: gimg label report --out study1
+    """
+    from .labelreport import run_label_report
+
+    for line in run_label_report(out, AnalyzeOptions(**values)).lines():
+        log.info(f"label report: {line}")
 
 
 @cli.command()

@@ -7,11 +7,14 @@ import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
 from .errors import GimgError, MissingInputError
 from .layout import write_json
+from .options import AnalyzeOptions
+from .registry import resolve
 
 EVALUATION_FORMAT = "gimg-evaluation/1"
 COUNT_KEYS = ("n", "tp", "fp", "tn", "fn")
@@ -23,6 +26,9 @@ class Evaluation:
     """How often a gender model is right about "female" on labelled faces: the counts, and where they come from.
 
     tp: women called women, fn: women called men, tn: men called men, fp: men called women, at `cutoff`.
+    study: set only for rates measured on a labelled sample of the study's own faces (gimg.labelreport): the
+    design-weighted rates, the sample's cells and the agreement. Its counts are then effective counts (as many
+    simple-random labels as would give the same uncertainty), and its rates are the design-weighted ones.
     """
 
     model: str
@@ -35,27 +41,40 @@ class Evaluation:
     fn: int
     provenance: str
     created: str = ""
+    study: dict | None = None
 
     @property
     def n(self) -> int:
         return self.tp + self.fp + self.tn + self.fn
 
     @property
+    def kind(self) -> str:
+        """How a correction draws its rates (registry.CORRECTIONS): "study" for a labelled sample of the study's own
+        faces (a stratified design), "counts" for plain counts of labelled faces."""
+        return "study" if self.study else "counts"
+
+    @property
     def sensitivity(self) -> float:
-        """Women called women among women (NaN when there were none)."""
+        """Women called women among women: the study design's estimate when there is one (NaN without women)."""
+        if self.study:
+            return float(self.study["sensitivity"])
         return self.tp / (self.tp + self.fn) if self.tp + self.fn else math.nan
 
     @property
     def specificity(self) -> float:
-        """Men called men among men (NaN when there were none)."""
+        """Men called men among men: the study design's estimate when there is one (NaN without men)."""
+        if self.study:
+            return float(self.study["specificity"])
         return self.tn / (self.tn + self.fp) if self.tn + self.fp else math.nan
 
     def to_json(self) -> dict:
-        """The evaluation file's JSON object (counts, rates, provenance)."""
+        """The evaluation file's JSON object (counts, rates, provenance; the study block when there is one)."""
         fields = asdict(self)
         counts = {key: (self.n if key == "n" else fields.pop(key)) for key in COUNT_KEYS}
+        study = fields.pop("study")
         return {"format": EVALUATION_FORMAT, **fields, "positive": "female", "counts": counts,
-                "sensitivity": self.sensitivity, "specificity": self.specificity}
+                "sensitivity": self.sensitivity, "specificity": self.specificity,
+                **({"study": study} if study else {})}
 
 
 def write_evaluation(evaluation: Evaluation, path: Path, details: dict | None = None) -> None:
@@ -74,7 +93,7 @@ def load_evaluation(path: Path) -> Evaluation:
         evaluation = Evaluation(
             model=str(data["model"]), model_version=str(data["model_version"]), dataset=str(data["dataset"]),
             cutoff=float(data["cutoff"]), tp=counts["tp"], fp=counts["fp"], tn=counts["tn"], fn=counts["fn"],
-            provenance=str(data["provenance"]), created=str(data.get("created", "")),
+            provenance=str(data["provenance"]), created=str(data.get("created", "")), study=_study_block(data),
         )
     except (ValueError, KeyError, TypeError) as error:
         problem = f"lacks {error}" if isinstance(error, KeyError) else f"is malformed ({error})"
@@ -92,6 +111,18 @@ def load_evaluation(path: Path) -> Evaluation:
     if evaluation.sensitivity + evaluation.specificity <= 1:
         raise GimgError(f"evaluation file {path}: sensitivity + specificity <= 1, the model is no better than chance")
     return evaluation
+
+
+def _study_block(data: dict) -> dict | None:
+    """The study block of an evaluation file, checked for the rates it must hold (None when absent)."""
+    study = data.get("study")
+    if study is None:
+        return None
+    if not isinstance(study, dict):
+        raise TypeError("its study block is not an object")
+    for rate in ("sensitivity", "specificity"):
+        float(study[rate])
+    return study
 
 
 def default_evaluation_path(model: str) -> Path:
@@ -209,3 +240,37 @@ def compare_with_census(
     spearman = _pearson_rows(stats.rankdata(truth, axis=1), stats.rankdata(search, axis=1))
     differences = (search - truth).mean(axis=1)
     return ComparisonIntervals(interval(pearson), interval(spearman), mean_difference, interval(differences))
+
+
+class Correction(Protocol):
+    """How one analysis corrects every term: built once (so all terms share each replicate's error rates)."""
+
+    def estimate(
+        self, women: np.ndarray, faces: np.ndarray, rng: np.random.Generator
+    ) -> tuple[TermEstimate, np.ndarray]:
+        """A term's estimate and its corrected-share replicates, from women and faces counted per image."""
+
+    def notes(self, counted: dict[str, tuple[int, int]]) -> list[str]:
+        """Caveats, given each term's (faces called female, counted faces) as the analysis counted them."""
+
+
+class RateCorrection:
+    """Rogan-Gladen with sensitivity and specificity drawn per replicate from the Beta posteriors of an evaluation's
+    counts (no correction without an evaluation)."""
+
+    def __init__(self, evaluation: Evaluation | None, options: AnalyzeOptions, rng: np.random.Generator) -> None:
+        self.draws = draw_error_rates(evaluation, options.resamples, rng)
+        self.point = (evaluation.sensitivity, evaluation.specificity) if evaluation else (1.0, 1.0)
+
+    def estimate(
+        self, women: np.ndarray, faces: np.ndarray, rng: np.random.Generator
+    ) -> tuple[TermEstimate, np.ndarray]:
+        return estimate_term(women, faces, *self.draws, self.point, rng)
+
+    def notes(self, counted: dict[str, tuple[int, int]]) -> list[str]:
+        return []
+
+
+def make_correction(evaluation: Evaluation | None, options: AnalyzeOptions, rng: np.random.Generator) -> Correction:
+    """The correction for this kind of evaluation (registry.CORRECTIONS), its error rates drawn from rng."""
+    return resolve("correction", evaluation.kind if evaluation else "counts")(evaluation, options, rng)

@@ -30,11 +30,14 @@ NEAR_DUPLICATES = "near_duplicates.csv"
 DOWNLOAD_SUMMARY = "download_summary.csv"
 RUNS = "runs"
 EVALUATION_JSON = "evaluation.json"
+VALIDATION = "validation"
+LABELS = "labels"
 
 _MAX_FOLDER_BYTES = 80
 _UNSAFE = re.compile(r"[^\w\-. ]+")
 _HASH_SUFFIX = re.compile(r"-[0-9a-f]{8}$")
 _WINDOWS_RESERVED = re.compile(r"(con|prn|aux|nul|com\d|lpt\d)(\..*)?", re.IGNORECASE)
+_RATER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 
 
 def folder_name(term: str) -> str:
@@ -59,6 +62,14 @@ def folder_name(term: str) -> str:
         return safe
     digest = hashlib.sha256(term.encode("utf-8", "surrogatepass")).hexdigest()[:8]
     return f"{safe or 'term'}-{digest}"
+
+
+def check_rater(rater: str) -> str:
+    """The rater's name if it is a safe file name (letters, digits, _ and -, up to 64), else a GimgError."""
+    if not isinstance(rater, str) or not _RATER.fullmatch(rater) or _WINDOWS_RESERVED.fullmatch(rater):
+        raise GimgError(f"rater name {rater!r} is not a safe file name: use up to 64 letters, digits, _ or -, "
+                        "starting with a letter or digit")
+    return rater
 
 
 def read_terms(path: Path) -> list[str]:
@@ -152,6 +163,46 @@ class Layout:
     def demo_site(self) -> Path:
         """The local engine's site that `gimg demo` builds and serves: img/, index.csv (the truth), terms.txt."""
         return self.out / "demo_site"
+
+    @property
+    def validation(self) -> Path:
+        """The labelled sample of the study's own faces: sample.csv, strata.csv, labels/, majority.csv, evaluation."""
+        return self.out / VALIDATION
+
+    @property
+    def sample_csv(self) -> Path:
+        """The sampled faces (item, term, image, crop, box, order, predicted), fixed once drawn."""
+        return self.validation / "sample.csv"
+
+    @property
+    def strata_csv(self) -> Path:
+        """Counted and sampled faces per term and predicted class, as the sample was drawn."""
+        return self.validation / "strata.csv"
+
+    @property
+    def labels(self) -> Path:
+        return self.validation / LABELS
+
+    def rater_labels(self, rater: str) -> Path:
+        """One rater's answers; the name must be a safe file name (check_rater)."""
+        return self.labels / f"{check_rater(rater)}.csv"
+
+    def rater_lock(self, rater: str) -> Path:
+        """The lock that keeps two writers of one rater's answers apart."""
+        return self.labels / f".{check_rater(rater)}.lock"
+
+    def raters(self) -> list[str]:
+        """The raters with an answer file, in name order."""
+        return sorted(path.stem for path in self.labels.glob("*.csv") if _RATER.fullmatch(path.stem))
+
+    @property
+    def majority_csv(self) -> Path:
+        return self.validation / "majority.csv"
+
+    @property
+    def study_evaluation(self) -> Path:
+        """The error rates measured on the study's own labelled faces, which analyze corrects with when present."""
+        return self.validation / EVALUATION_JSON
 
     def run_record(self, started: datetime, command: str) -> Path:
         """Where a run leaves its resolved options: OUT/runs/<UTC time>-<command>.toml."""

@@ -19,6 +19,8 @@ from PIL import Image, ImageOps
 
 from .errors import MissingInputError
 from .layout import Layout, folder_name, write_csv
+from .options import AnalyzeOptions, SampleOptions
+from .validation import draw_sample, import_labels
 
 # Demo terms with a share of women near their census share, so that the demo's scatter means something.
 DEMO_SHARES = {
@@ -30,6 +32,9 @@ DEMO_SHARES = {
     "electrician": 0.1,
 }
 DEMO_PER_TERM = 15
+DEMO_SAMPLE = 60  # faces of the demo's study labelled, by import, from the site's truth
+# The demo's raters: each answers from the truth, but swaps female and male on every k-th face (0: never).
+DEMO_RATERS = {"site_truth_1": 0, "site_truth_2": 0, "site_truth_noisy": 8}
 _CANVAS = 480
 _FACE = 200
 _PAGE_SIZE_DEFAULT = 35
@@ -190,3 +195,35 @@ def prepare_demo_site(out: Path, faces: Path | None = None) -> tuple[Path, Path]
     terms = site / "terms.txt"
     terms.write_text("".join(f"{term}\n" for term in DEMO_SHARES), encoding="utf-8")
     return site, terms
+
+
+def served_truth(out: Path, site: Path) -> dict[str, str]:
+    """The true gender behind each image downloaded from a site that build_site made, by its path relative to out."""
+    index = pd.read_csv(site / "index.csv")
+    served = dict(zip(index["image"], index["gender"]))
+    layout, genders = Layout(out), {}
+    for term in layout.terms_with("manifest"):
+        manifest = pd.read_csv(layout.manifest(term), dtype=str, keep_default_na=False)
+        for row in manifest[manifest["status"] == "downloaded"].itertuples():
+            path = (layout.downloaded(term) / row.file).relative_to(layout.out).as_posix()
+            genders[path] = served[Path(unquote(urlsplit(row.url).path)).name]
+    return genders
+
+
+def truth_labels(sample: pd.DataFrame, genders: dict[str, str], raters: dict[str, int]) -> pd.DataFrame:
+    """Labels of the sampled faces from the truth (item, rater, label): every rater gives the true gender, but a
+    rater with k > 0 swaps female and male on every k-th face of the sample."""
+    swap = {"female": "male", "male": "female"}
+    truth = sample["image"].map(genders).tolist()
+    rows = [{"item": item, "rater": rater, "label": swap[label] if every and position % every == every - 1 else label}
+            for rater, every in raters.items() for position, (item, label) in enumerate(zip(sample["item"], truth))]
+    return pd.DataFrame(rows, columns=["item", "rater", "label"])
+
+
+def label_demo(out: Path, site: Path, options: AnalyzeOptions = AnalyzeOptions()) -> dict[str, int]:
+    """The demo's labelling step: draw a sample of its counted faces, label it from the site's truth as DEMO_RATERS,
+    and import those labels as a crowd's would be (site/labels.csv). Returns the answers imported per rater."""
+    sample = draw_sample(out, SampleOptions(n=DEMO_SAMPLE), options)
+    labels = truth_labels(sample, served_truth(out, site), DEMO_RATERS)
+    write_csv(site / "labels.csv", labels.to_dict("records"), list(labels.columns))
+    return import_labels(out, site / "labels.csv")

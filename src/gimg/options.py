@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import OptionError
+from .layout import check_rater
 from .registry import CLASSIFIERS, DETECTORS, ENGINES, check_choice
 
 POLICIES = ("biggest", "all", "single")
@@ -161,8 +162,9 @@ class AnalyzeOptions(Options):
                                        "the BLS CPS 2022 table shipped with gimg.", kind=Path)
     cutoff: float = cutoff_option()
     evaluation: Path | None = option(None, "evaluation.json (from `gimg evaluate`) whose sensitivity and "
-                                           "specificity correct the shares. Default: the evaluation shipped for "
-                                           "the model named in Datasets/.", kind=Path)
+                                           "specificity correct the shares. Default: validation/evaluation.json "
+                                           "when the study's own faces were labelled (`gimg label`), else the "
+                                           "evaluation shipped for the model named in Datasets/.", kind=Path)
     policy: str = option("biggest", "Faces counted per image: the biggest (the original), all, or only images "
                                     "with exactly one.", choices=POLICIES, noun="face policy")
     min_box: int = option(0, "Ignore faces whose detected box has a side under this many pixels.", low=0)
@@ -170,6 +172,14 @@ class AnalyzeOptions(Options):
                                 "comparison.", low=1)
     resamples: int = option(2000, "Bootstrap replicates for the 95% intervals.", low=100)
     seed: int = option(0, "Seed of the bootstrap.")
+
+
+COUNTING = ("policy", "cutoff", "min_box")  # the AnalyzeOptions that decide which faces count, and as what
+
+
+def counting(options: AnalyzeOptions) -> dict[str, Any]:
+    """The options that decide which faces an analysis counts and which it calls women: a label sample's must match."""
+    return {name: getattr(options, name) for name in COUNTING}
 
 
 @dataclass(frozen=True)
@@ -221,3 +231,26 @@ def pick(section: type[Options], values: dict[str, Any]) -> dict[str, Any]:
     """The entries of values that are fields of section."""
     names = {item.name for item in fields(section)}
     return {name: value for name, value in values.items() if name in names}
+
+
+@dataclass(frozen=True)
+class SampleOptions(Options):
+    """How many of the study's counted faces `gimg label sample` draws for people to label, and in which order."""
+
+    n: int = option(300, "Faces in the sample, spread over terms and both predicted classes; a larger n later adds "
+                         "faces after the ones drawn, never reshuffles them.", low=1)
+    seed: int = option(0, "Seed of the sample's random order; a sample keeps the seed it was first drawn with.")
+
+
+@dataclass(frozen=True)
+class ServeOptions(Options):
+    """Where `gimg label serve` listens, and who labels."""
+
+    port: int = option(0, "Port of the labelling page on 127.0.0.1; 0 picks a free one.", low=0, high=65535)
+    rater: str | None = option(None, "Your name as a rater (up to 64 letters, digits, _ or -); your answers go to "
+                                     "validation/labels/RATER.csv. Default: the page asks.", kind=str)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.rater is not None:
+            check_rater(self.rater)

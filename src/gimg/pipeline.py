@@ -11,7 +11,9 @@ from .analyze import AnalysisResult, analyze, read_census, write_tables
 from .classify import ClassifyRecord, CropClassifier, check_gpu, load_classifier, run_classify, write_dataset
 from .correction import load_evaluation
 from .download import run_download
+from .errors import GimgError
 from .faces import CropRecord, crop_terms
+from .labelreport import run_label_report
 from .layout import Layout, read_terms
 from .options import AnalyzeOptions, ClassifyOptions, CropOptions, ExecutionOptions, StudyConfig
 from .outcome import TermOutcome
@@ -20,11 +22,31 @@ from .studyfile import record_run
 
 
 def run_analyze(out: Path, options: AnalyzeOptions = AnalyzeOptions()) -> AnalysisResult:
-    """Analyze every classified term: analysis/summary.csv, analysis.json, scatter.png and report.html."""
+    """Analyze every classified term: analysis/summary.csv, analysis.json, scatter.png and report.html.
+
+    When people labelled faces of the study (validation/labels/), their report is written first, so that the analysis
+    corrects with the study's own error rates.
+    """
+    notes = report_labels(out, options)
     result = analyze(out, options)
+    result.notes[:0] = notes
     write_tables(result)
     write_report(result)
     return result
+
+
+def report_labels(out: Path, options: AnalyzeOptions = AnalyzeOptions()) -> list[str]:
+    """Run `gimg label report` when there are labels; notes (not a failure) when they cannot give rates yet."""
+    layout = Layout(out)
+    if not layout.raters():
+        return []
+    try:
+        run_label_report(out, options)
+    except GimgError as error:
+        used = (f"the rates of an earlier label report ({layout.study_evaluation}) are used"
+                if layout.study_evaluation.is_file() else "the study's labels are not used")
+        return [f"the labels in {layout.labels} give no error rates ({error}): {used}"]
+    return []
 
 
 def _fused_record(term: str, crops: list[CropRecord], name: str) -> ClassifyRecord:

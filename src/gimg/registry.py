@@ -27,7 +27,11 @@ CLASSIFIERS = {
     "onnx": "gimg.classify:OnnxGender",
     "caffe": "gimg.classify:CaffeGender",
 }
-KINDS = {"engine": ENGINES, "face detector": DETECTORS, "gender model": CLASSIFIERS}
+CORRECTIONS = {  # by Evaluation.kind: how the error rates of an evaluation are drawn and applied
+    "counts": "gimg.correction:RateCorrection",
+    "study": "gimg.studyrates:StudyCorrection",
+}
+KINDS = {"engine": ENGINES, "face detector": DETECTORS, "gender model": CLASSIFIERS, "correction": CORRECTIONS}
 
 
 def check_choice(kind: str, name: str, choices) -> None:

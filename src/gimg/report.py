@@ -13,6 +13,7 @@ from . import __version__
 from .analyze import STRIP_FACES, AnalysisResult
 from .figures import plot_scatter, thumbnail
 from .layout import atomic_path
+from .reportrates import rate_draws, rates_warning, study_words
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 60rem; margin: 2rem auto; padding: 0 1rem; color: #222; }
@@ -21,6 +22,7 @@ h1 { font-size: 1.6rem; } h2 { font-size: 1.2rem; margin-top: 2rem; }
 .card { border: 1px solid #ddd; border-radius: 6px; padding: .6rem .9rem; min-width: 9rem; }
 .card b { display: block; font-size: 1.4rem; }
 .note { background: #fff4d6; border-left: 4px solid #e0a800; padding: .5rem .8rem; }
+.warning { background: #fde2e0; border-left: 6px solid #c0392b; padding: .6rem .9rem; margin: 1rem 0; }
 table { border-collapse: collapse; width: 100%; font-size: .9rem; }
 th, td { border-bottom: 1px solid #eee; padding: .25rem .5rem; text-align: right; }
 th:first-child, td:first-child { text-align: left; }
@@ -86,6 +88,8 @@ def _evaluation_words(result: AnalysisResult) -> str:
     if evaluation is None:
         return ("<p><b>No correction:</b> no evaluation of this classifier was available, so the corrected shares "
                 "equal the raw shares and their intervals carry only the sampling of images.</p>")
+    if evaluation.kind == "study":
+        return study_words(result)
     return (
         f"<p>The classifier's errors were measured on <b>{escape(evaluation.dataset)}</b> ({evaluation.n} labelled "
         f"faces; model {escape(evaluation.model)}, {escape(evaluation.model_version)}; cutoff {evaluation.cutoff:g}): "
@@ -115,12 +119,11 @@ def _method(result: AnalysisResult) -> str:
         "of counted faces.</p>"
         + _evaluation_words(result)
         + f"<p><b>95% intervals</b> come from {options.resamples} bootstrap replicates (seed {options.seed}). Each "
-        "replicate resamples a term's images with replacement and, at the same time, draws the sensitivity and "
-        "specificity from their Beta posteriors given the evaluation's counts (uniform prior), one draw shared by "
-        "all terms; the interval is the 2.5th to 97.5th percentile. So the intervals carry both the sampling of "
-        "images and the uncertainty of the error rates. A term whose counted faces are all called women (or all men) "
-        "gets no spread from resampling its images, so its interval shows only the error rates' uncertainty: read it "
-        "with its number of faces.</p>"
+        f"replicate resamples a term's images with replacement and, at the same time, {rate_draws(result)}, one "
+        "draw shared by all terms; the interval is the 2.5th to 97.5th percentile. So the intervals carry both the "
+        "sampling of images and the uncertainty of the error rates. A term whose counted faces are all called women "
+        "(or all men) gets no spread from resampling its images, so its interval shows only the error rates' "
+        "uncertainty: read it with its number of faces.</p>"
         f"<p>The census share is <code>bls_share_women</code> for the same term in "
         f"<code>{escape(result.census)}</code>. Terms with fewer than <b>{options.min_faces} counted faces</b> "
         f"are flagged and left out of the comparison. Over the {result.n_terms} remaining terms with a census share, "
@@ -195,6 +198,7 @@ def render_report(result: AnalysisResult, png: bytes, generated: datetime) -> st
 <body>
 <h1>How image search portrays occupations by gender, compared with the census</h1>
 <div class="cards">{_cards(result)}</div>
+{rates_warning(result)}
 {note}
 <h2>Method</h2>
 {_method(result)}
