@@ -68,6 +68,8 @@ def _click_type(item: Field) -> click.ParamType | None:
     kind = meta["kind"]
     if kind is Path:
         return click.Path(path_type=Path)
+    if kind in (int, float) and (meta["low"], meta["high"]) == (None, None):
+        return click.INT if kind is int else click.FLOAT
     if kind is int:
         return click.IntRange(min=meta["low"], max=meta["high"])
     if kind is float:
