@@ -14,7 +14,7 @@ from .errors import GimgError
 from .outcome import TermOutcome
 
 ENGINE_CHOICES = ("google", "bing", "duckduckgo", "urls")
-DETECTOR_CHOICES = ("blazeface", "hog", "cnn")
+DETECTOR_CHOICES = ("blazeface", "yunet", "hog", "cnn")
 MODEL_CHOICES = ("onnx", "caffe")
 
 
@@ -60,13 +60,14 @@ download_options = _compose(
 )
 crop_options = _compose(
     click.option("--detector", type=click.Choice(DETECTOR_CHOICES), default="blazeface", show_default=True,
-                 help="Face detector: MediaPipe BlazeFace (fast), dlib HOG (the original's) or dlib's CNN "
-                      "(slow without a GPU)."),
+                 help="Face detector: MediaPipe BlazeFace (fast), YuNet (fast, keeps small faces), dlib HOG (the "
+                      "original's) or dlib's CNN (slow without a GPU)."),
     click.option("--upsample", type=click.IntRange(min=0, max=3), default=1, show_default=True,
                  help="Times dlib's detectors upsample each image; 1 finds faces down to about 40 px."),
     click.option("--min-face", type=click.FloatRange(min=1), default=None,
-                 help="Smallest face BlazeFace looks for, in pixels. Default: the larger of 36 px and 1/12 of "
-                      "the image's short side. Smaller is slower and finds more small background faces."),
+                 help="Smallest face BlazeFace or YuNet looks for, in pixels. Default: BlazeFace, the larger of "
+                      "36 px and 1/12 of the image's short side; YuNet, 36 px. Smaller is slower and finds more "
+                      "small background faces."),
     click.option("--landmarks/--no-landmarks", default=False, show_default=True,
                  help="Also write the 68-point landmarks of each face to <crop>.txt, as the original did."),
 )

@@ -14,10 +14,11 @@ import numpy as np
 
 from . import models, parallel
 from .blazeface import detect_faces_blazeface
+from .yunet import detect_faces_yunet
 from .layout import Layout, is_fresh, write_csv
 from .outcome import TermOutcome
 
-DETECTORS = ("blazeface", "hog", "cnn")
+DETECTORS = ("blazeface", "yunet", "hog", "cnn")
 FACES_COLUMNS = [
     "file", "image", "face", "left", "top", "right", "bottom",
     "crop_left", "crop_top", "width", "height", "image_width", "image_height",
@@ -84,9 +85,10 @@ def _box_to_rect(box: Box) -> dlib.rectangle:
 def detect_faces(
     image: np.ndarray, *, detector: str = "blazeface", upsample: int = 1, min_face: float | None = None
 ) -> list[Box]:
-    """The face boxes in an RGB uint8 image, most confident first (HOG and BlazeFace).
+    """The face boxes in an RGB uint8 image, most confident first (HOG, BlazeFace and YuNet).
 
-    upsample applies to dlib's detectors, min_face (px; None: auto_min_face) to BlazeFace.
+    upsample applies to dlib's detectors, min_face (px) to BlazeFace (None: auto_min_face) and YuNet (None: its
+    DEFAULT_MIN_FACE).
     """
     _check_detector(detector)
     if upsample < 0:
@@ -95,6 +97,9 @@ def detect_faces(
         height, width = image.shape[:2]
         smallest = auto_min_face(width, height) if min_face is None else min_face
         found = detect_faces_blazeface(image, min_face=smallest)
+        return [Box(face.left, face.top, face.right, face.bottom) for face in found]
+    if detector == "yunet":
+        found = detect_faces_yunet(image, min_face=min_face)
         return [Box(face.left, face.top, face.right, face.bottom) for face in found]
     return [_rect_to_box(rect, image.shape) for rect in _dlib_detector(detector)(image, upsample)]
 
