@@ -265,17 +265,25 @@ def describe() -> None:
           " landmark files); 5-point landmarks (dlib) and a 32x32 chip per face; ONNX gender net (batched)")
 
 
-def time_baseline(baseline: Baseline, subset: list[Path], work: Path, runs: int) -> tuple[float, Boxes]:
-    """The baseline's median images/s over runs, and its boxes."""
-    rates, found = [], {}
+def cpu_seconds() -> float:
+    """CPU time of this process and of its finished, joined children (gimg's pool workers)."""
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system
+
+
+def time_baseline(baseline: Baseline, subset: list[Path], work: Path, runs: int) -> tuple[float, float, Boxes]:
+    """The baseline's median images/s and median CPU ms per image over runs, and its boxes."""
+    rates, cpu, found = [], [], {}
     for run in range(runs):
         crop_dir = work / f"baseline{run}"
         crop_dir.mkdir()
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), cpu_seconds()
         found = baseline.run(subset, crop_dir)
         rates.append(len(subset) / (time.perf_counter() - start))
-        print(f"baseline run {run + 1}: {rates[-1]:.2f} images/s over {len(subset)} images", flush=True)
-    return statistics.median(rates), found
+        cpu.append(1000 * (cpu_seconds() - start_cpu) / len(subset))
+        print(f"baseline run {run + 1}: {rates[-1]:.2f} images/s, {cpu[-1]:.0f} CPU ms per image over "
+              f"{len(subset)} images", flush=True)
+    return statistics.median(rates), statistics.median(cpu), found
 
 
 def scaling(work: Path, paths: list[Path], sizes: list[int], path: GimgPath, workers: int | None) -> None:
@@ -335,34 +343,42 @@ def main() -> None:
         if options.baseline_count:
             step = max(1, len(paths) // options.baseline_count)
             subset = sorted(set(paths[::step][: options.baseline_count]) | {p for p in paths if "scene_" in p.name})
-            named = f"{len(subset)} of gimg's {len(paths)} images (every {step}th, and the scene photos)"
+            named = f"{len(subset)} of gimg's {len(paths)} images (one in {step}, and the scene photos)"
         print(f"baseline timed on {named}")
-        base_rate, base_found = time_baseline(Baseline.load(work), subset, work, options.runs)
+        base_rate, base_cpu, base_found = time_baseline(Baseline.load(work), subset, work, options.runs)
 
-        rates, found = {}, {}
+        rates, cpu, found = {}, {}, {}
         for path in PATHS:
-            runs = []
+            runs, cpus = [], []
             for run in range(options.runs):
                 out = work / f"gimg_{PATHS.index(path)}_{run}"
                 make_tree(out, paths, len(paths))
+                start_cpu = cpu_seconds()
                 runs.append(len(paths) / run_gimg(out, path, workers))
-                print(f"{path.label} run {run + 1}: {runs[-1]:.1f} images/s", flush=True)
-            rates[path] = statistics.median(runs)
+                cpus.append(1000 * (cpu_seconds() - start_cpu) / len(paths))
+                print(f"{path.label} run {run + 1}: {runs[-1]:.1f} images/s, {cpus[-1]:.0f} CPU ms per image",
+                      flush=True)
+            rates[path], cpu[path] = statistics.median(runs), statistics.median(cpus)
             found[path] = gimg_boxes(out)
 
         print(f"\n## Speed and detection (median of {options.runs} runs; load average now "
               f"{os.getloadavg()[0]:.1f})")
-        print("| path | cores | images/s | images/s per core | vs baseline | vs baseline per core | scene recall |"
-              " pasted recall | small-face recall | scene precision | pasted precision (plain) |")
-        print("|---|---|---|---|---|---|---|---|---|---|---|")
+        print("CPU ms per image: all processes' CPU time over the images (gimg's pool workers included), which other"
+              " jobs on the machine change far less than the wall-clock rates; 'CPU ratio' is the baseline's CPU ms"
+              " per image over the path's, the speed-up per core on an otherwise idle machine.")
+        print("| path | cores | images/s | images/s per core | vs baseline | vs baseline per core | CPU ms per image |"
+              " CPU ratio | scene recall | pasted recall | small-face recall | scene precision |"
+              " pasted precision (plain) |")
+        print("|---" * 13 + "|")
         base_names = [path.name for path in subset]
         figures = accuracy(base_found, scenes, truth, base_names, options.seed)
-        print(f"| baseline (original's method) | 1 | {base_rate:.2f} | {base_rate:.2f} | 1x | 1x | "
-              + " | ".join(figures.values()) + " |")
+        print(f"| baseline (original's method) | 1 | {base_rate:.2f} | {base_rate:.2f} | 1x | 1x | {base_cpu:.0f} |"
+              " 1x | " + " | ".join(figures.values()) + " |")
         for path, rate in rates.items():
             figures = accuracy(found[path], scenes, truth, names, options.seed)
-            print(f"| gimg {path.label} | {workers} | {rate:.1f} | {rate / workers:.1f} | {rate / base_rate:.0f}x |"
-                  f" {rate / workers / base_rate:.0f}x | " + " | ".join(figures.values()) + " |")
+            print(f"| gimg {path.label} | {workers} | {rate:.1f} | {rate / workers:.1f} | {rate / base_rate:.1f}x |"
+                  f" {rate / workers / base_rate:.1f}x | {cpu[path]:.1f} | {base_cpu / cpu[path]:.1f}x | "
+                  + " | ".join(figures.values()) + " |")
         if subset != paths:
             for path in PATHS:
                 figures = accuracy(found[path], scenes, truth, base_names, options.seed)

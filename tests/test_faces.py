@@ -108,9 +108,9 @@ def test_detect_faces_matches_labelled_boxes(fixtures, image, detector, upsample
 
 
 def test_unknown_detector_lists_choices():
-    with pytest.raises(ValueError, match="blazeface, hog, cnn"):
+    with pytest.raises(ValueError, match="blazeface, yunet, hog, cnn"):
         detect_faces(np.zeros((10, 10, 3), np.uint8), detector="haar")
-    with pytest.raises(ValueError, match="blazeface, hog, cnn"):
+    with pytest.raises(ValueError, match="blazeface, yunet, hog, cnn"):
         run_crop(Path("."), detector="haar")
     with pytest.raises(ValueError, match="min_face"):
         run_crop(Path("."), min_face=0)
