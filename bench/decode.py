@@ -71,7 +71,8 @@ def main() -> None:
                 bgr = cv2.imdecode(data, FLAGS[key])
                 rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
                 scale = yunet.pass_scales(rgb.shape[1], rgb.shape[0], yunet.DEFAULT_MIN_FACE / FACTORS[key])[0]
-                costs[f"resize from {key}"] += best_of(lambda: yunet._resized(rgb, scale), options.repeats)
+                size = (max(1, round(rgb.shape[1] * scale)), max(1, round(rgb.shape[0] * scale)))
+                costs[f"resize from {key}"] += best_of(lambda: yunet._resized(rgb, size), options.repeats)
                 faces = yunet.detect_faces_yunet(rgb, min_face=yunet.DEFAULT_MIN_FACE / FACTORS[key])
                 found[key][name] = [tuple(FACTORS[key] * value for value in (f.left, f.top, f.right, f.bottom))
                                     for f in faces]
