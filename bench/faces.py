@@ -1,16 +1,20 @@
 """Time the original's face method against gimg's crop + classify on the same images, with recall and memory.
 
-Usage: python bench/faces.py [--count 300] [--runs 3] [--baseline-count 100] [--sizes 100,1000,10000]
-                             [--workers N] [--min-face PX]
+Usage: python bench/faces.py [--count 600] [--runs 3] [--baseline-count 0] [--sizes 1000,10000] [--workers N]
+                             [--scale-detector yunet]
 
+Only the EVALUATION split of the bench images is timed and scored (odd-numbered synthetic images and the 12 scene
+photos, bench/images.py); the detectors' constants were chosen on the TUNING split (bench/tune.py).
 - baseline: the original's method in one process: full decode (Pillow, as face_recognition.load_image_file),
   dlib HOG at upsample 1, 68-point landmarks written beside each crop (50/30 px margins, cv2.imwrite), then each
   crop read back and the Levi-Hassner net in OpenCV DNN at batch 1 on 227x227 (random weights from
   tests/caffe_fixture.py when cnn_age_gender/gender_net.caffemodel is absent: the timing is the same).
-- gimg: run_crop + run_classify with their defaults and default workers, and the fused run_crop_classify
-  that `gimg pipeline` runs (--min-face fixes BlazeFace's smallest face instead of the automatic one).
-Rates are medians over runs; recall and precision at IoU >= 0.5 on the labelled scene photos and on the bench
-truth; peak RSS of the process tree (psutil, sampled) for 100 / 1,000 / 10,000 images reused by hardlinks.
+- gimg: run_crop + run_classify, and the fused run_crop_classify that `gimg pipeline` runs, with each detector
+  setting of PATHS and one worker per CPU: OpenCV full decode, the detector, crops written as JPEG, 5-point
+  landmarks and 32x32 chips, the ONNX gender net; no landmark files.
+Rates are medians over runs, per machine and per core; recall and precision at IoU >= 0.5 on the labelled scene
+photos, on all pasted faces and on the small ones (36-120 px in 1200-2000 px images); peak RSS of the process tree
+(psutil, sampled) for --sizes images reused by hardlinks.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ if __name__ != "__mp_main__":
     import pandas as pd
     import psutil
     from caffe_fixture import write_caffemodel
-    from images import SHARED_DATA, build_bench_images, has_scene_background, require_shared_data
+    from images import EVALUATION, SHARED_DATA, build_bench_images, has_scene_background, require_shared_data
     from PIL import Image
 
 from gimg import models  # noqa: E402
@@ -130,12 +134,32 @@ def gimg_boxes(out: Path) -> Boxes:
     return found
 
 
-def run_gimg(out: Path, fused: bool, workers: int | None, min_face: float | None = None) -> float:
-    """Seconds for gimg crop + classify (or the fused pass) over the tree, as users run them."""
-    crop, execution = CropOptions(min_face=min_face), ExecutionOptions(workers=workers)
+@dataclass(frozen=True)
+class GimgPath:
+    """One way of running gimg: a detector setting, and the two stages apart or fused (`gimg pipeline`)."""
+
+    label: str
+    detector: str
+    min_face: float | None
+    fused: bool
+
+
+PATHS = [
+    GimgPath("blazeface, automatic min_face, crop + classify", "blazeface", None, False),
+    GimgPath("blazeface, automatic min_face, fused (pipeline)", "blazeface", None, True),
+    GimgPath("blazeface --min-face 30, fused", "blazeface", 30.0, True),
+    GimgPath("yunet (the default; min_face 36 px), crop + classify", "yunet", None, False),
+    GimgPath("yunet, fused (pipeline)", "yunet", None, True),
+]
+
+
+def run_gimg(out: Path, path: GimgPath, workers: int | None) -> float:
+    """Seconds for one gimg path over the tree, as users run it: the bench's only calls into gimg's stages."""
+    crop, execution = CropOptions(detector=path.detector, min_face=path.min_face), ExecutionOptions(workers=workers)
     start = time.perf_counter()
-    if fused:
-        outcomes = [o for stage in run_crop_classify(out, crop, execution=execution) for o in stage]
+    if path.fused:
+        stages = run_crop_classify(out, crop, execution=execution)
+        outcomes = [outcome for stage in stages for outcome in stage]
     else:
         outcomes = run_crop(out, crop, execution) + run_classify(out, execution=execution)
     elapsed = time.perf_counter() - start
@@ -207,21 +231,23 @@ def match(found: Boxes, truth: pd.DataFrame, images: list[str]) -> tuple[int, in
 
 
 def accuracy(found: Boxes, scenes: pd.DataFrame, truth: pd.DataFrame, names: list[str], seed: int) -> dict:
-    """Recall and precision on the labelled scene photos (and dogs.jpg) and on the pasted bench faces.
+    """Recall and precision on the labelled scene photos (and dogs.jpg), and on the pasted faces of names.
 
-    Bench precision counts only images with plain backgrounds: scene backgrounds hold real, unlisted faces.
+    Pasted-face precision counts only images with plain backgrounds: scene backgrounds hold real, unlisted faces.
     """
     scene_images = sorted(set(scenes.file) | {"scene_dogs.jpg"})
     bench = [name for name in names if name.startswith("bench_")]
     plain = [name for name in bench if not has_scene_background(int(name[6:10]), seed)]
     s_match, s_total, s_hits, s_dets = match(found, scenes, scene_images)
     b_match, b_total, _, _ = match(found, truth, bench)
+    m_match, m_total, _, _ = match(found, truth[truth.small], bench)
     _, _, p_hits, p_dets = match(found, truth, plain)
     return {
-        "scene recall": f"{s_match}/{s_total} = {s_match / s_total:.1%}",
-        "scene precision": f"{s_hits}/{s_dets} = {s_hits / max(s_dets, 1):.1%}",
-        "bench recall": f"{b_match}/{b_total} = {b_match / max(b_total, 1):.1%}",
-        "bench precision (plain backgrounds)": f"{p_hits}/{p_dets} = {p_hits / max(p_dets, 1):.1%}",
+        "scene recall": f"{s_match}/{s_total} ({s_match / s_total:.1%})",
+        "pasted recall": f"{b_match}/{b_total} ({b_match / max(b_total, 1):.1%})",
+        "small-face recall": f"{m_match}/{m_total} ({m_match / max(m_total, 1):.1%})",
+        "scene precision": f"{s_hits}/{s_dets}",
+        "pasted precision (plain backgrounds)": f"{p_hits}/{p_dets}",
     }
 
 
@@ -233,85 +259,137 @@ def scene_truth(shared: Path) -> pd.DataFrame:
     })
 
 
+def describe() -> None:
+    """Say what each side does per image, so that the table compares like with like."""
+    print("What each side does per image:")
+    print("- baseline (1 process, 1 core): Pillow full decode; dlib HOG upsample 1; 68-point landmarks written as .txt;"
+          " crops written (cv2.imwrite); each crop read back; Levi-Hassner (OpenCV DNN, 227x227, batch 1)")
+    print("- gimg (one worker per core): OpenCV full decode; the path's detector; crops written as JPEG (no"
+          " landmark files); 5-point landmarks (dlib) and a 32x32 chip per face; ONNX gender net (batched)")
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process and of its finished, joined children (gimg's pool workers)."""
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system
+
+
+def time_baseline(baseline: Baseline, subset: list[Path], work: Path, runs: int) -> tuple[float, float, Boxes]:
+    """The baseline's median images/s and median CPU ms per image over runs, and its boxes."""
+    rates, cpu, found = [], [], {}
+    for run in range(runs):
+        crop_dir = work / f"baseline{run}"
+        crop_dir.mkdir()
+        start, start_cpu = time.perf_counter(), cpu_seconds()
+        found = baseline.run(subset, crop_dir)
+        rates.append(len(subset) / (time.perf_counter() - start))
+        cpu.append(1000 * (cpu_seconds() - start_cpu) / len(subset))
+        print(f"baseline run {run + 1}: {rates[-1]:.2f} images/s, {cpu[-1]:.0f} CPU ms per image over "
+              f"{len(subset)} images", flush=True)
+    return statistics.median(rates), statistics.median(cpu), found
+
+
+def scaling(work: Path, paths: list[Path], sizes: list[int], path: GimgPath, workers: int | None) -> None:
+    """Images/s and peak RSS of one gimg path over growing runs: flat memory gives similar quarters."""
+    print(f"\n## Scaling and memory ({path.label}; images reused by hardlinks)")
+    print("| images | workers | images/s | peak RSS (MiB) | peak RSS by quarter of the run (MiB) |")
+    print("|---|---|---|---|---|")
+    for count, pool in [(len(paths), 1), *((size, workers) for size in sizes)]:
+        out = work / f"scale{count}_{pool}"
+        make_tree(out, paths, count)
+        with PeakRss() as rss:
+            elapsed = run_gimg(out, path, pool)
+        quarters = " / ".join(f"{value / 2**20:.0f}" for value in rss.by_quarter())
+        print(f"| {count} | {pool or os.cpu_count()} | {count / elapsed:.1f} | {rss.peak / 2**20:.0f} | {quarters} |",
+              flush=True)
+        for folder in ("Cropped_faces", "Datasets"):
+            for file in (out / folder).rglob("*"):
+                if file.is_file():
+                    file.unlink()
+
+
 def main() -> None:
-    """Build the images, time both paths, and print the figures."""
+    """Build the images, time both sides on the evaluation split, and print every figure the README quotes."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--count", type=int, default=300, help="bench images (scene photos included)")
+    parser.add_argument("--count", type=int, default=600, help="bench images of both splits (scene photos included)")
     parser.add_argument("--runs", type=int, default=3, help="timed runs of each path; rates are medians")
-    parser.add_argument("--baseline-count", type=int, default=100,
-                        help="images of the baseline's timed runs (evenly spread; the scene photos always in)")
-    parser.add_argument("--sizes", default="100,1000,10000", help="image counts of the scaling and memory runs")
+    parser.add_argument("--baseline-count", type=int, default=0,
+                        help="time the baseline on this many evenly spread evaluation images (scene photos "
+                             "always in) instead of all of them; 0: all, the same images as gimg")
+    parser.add_argument("--sizes", default="1000,10000", help="image counts of the scaling and memory runs")
+    parser.add_argument("--scale-detector", default="yunet", help="detector of the scaling runs")
     parser.add_argument("--workers", type=int, default=None, help="gimg workers (default: one per CPU)")
-    parser.add_argument("--min-face", type=float, default=None,
-                        help="gimg's BlazeFace min_face in px (default: automatic, as users run it)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the bench images")
     parser.add_argument("--shared-data", type=Path, default=SHARED_DATA, help="the shared data folder")
     options = parser.parse_args()
     require_shared_data(options.shared_data)
     sizes = [int(size) for size in options.sizes.split(",") if size]
+    workers = options.workers or len(os.sched_getaffinity(0))
     with tempfile.TemporaryDirectory(prefix="gimg-bench-") as temporary:
         work = Path(temporary)
         truth = build_bench_images(options.shared_data, work / "set", options.count, options.seed)
-        paths = sorted((work / "set" / "images").glob("*.jpg"))
+        listed = pd.read_csv(work / "set" / "images.csv")
+        evaluation = listed[listed.split == EVALUATION]
+        large = set(evaluation.file[evaluation[["width", "height"]].max(axis=1) >= 1200])
+        truth = truth[truth.file.isin(evaluation.file)]
+        sides = truth.right - truth.left
+        truth = truth.assign(small=(sides >= 36) & (sides <= 120) & truth.file.isin(large))
+        paths = [work / "set" / "images" / name for name in sorted(evaluation.file)]
         names = [path.name for path in paths]
         scenes = scene_truth(options.shared_data)
-        print(f"{len(paths)} images, {len(truth)} pasted faces, {len(scenes)} labelled scene faces; "
-              f"{os.cpu_count()} CPUs")
+        print(f"evaluation split: {len(paths)} images, {len(truth)} pasted faces ({int(truth.small.sum())} small: "
+              f"36-120 px in 1200-2000 px images), {len(scenes)} labelled scene faces; {workers} workers on "
+              f"{os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.1f} at the start")
+        describe()
 
-        step = max(1, len(paths) // options.baseline_count)
-        subset = sorted(set(paths[::step][: options.baseline_count]) | {p for p in paths if p.name.startswith("scene_")})
-        baseline = Baseline.load(work)
-        rates, base_found = [], {}
-        for run in range(options.runs):
-            crop_dir = work / f"baseline{run}"
-            crop_dir.mkdir()
-            start = time.perf_counter()
-            base_found = baseline.run(subset, crop_dir)
-            rates.append(len(subset) / (time.perf_counter() - start))
-            print(f"baseline run {run + 1}: {rates[-1]:.2f} images/s over {len(subset)} images", flush=True)
-        base_rate = statistics.median(rates)
+        subset, named = paths, f"the same {len(paths)} images as gimg"
+        if options.baseline_count:
+            step = max(1, len(paths) // options.baseline_count)
+            subset = sorted(set(paths[::step][: options.baseline_count]) | {p for p in paths if "scene_" in p.name})
+            named = f"{len(subset)} of gimg's {len(paths)} images (one in {step}, and the scene photos)"
+        print(f"baseline timed on {named}")
+        base_rate, base_cpu, base_found = time_baseline(Baseline.load(work), subset, work, options.runs)
 
-        results = {}
-        gimg_found = {}
-        for fused in (False, True):
-            label = "gimg pipeline (fused crop+classify)" if fused else "gimg crop + classify"
-            rates = []
+        rates, cpu, found = {}, {}, {}
+        for path in PATHS:
+            runs, cpus = [], []
             for run in range(options.runs):
-                out = work / f"gimg{int(fused)}{run}"
+                out = work / f"gimg_{PATHS.index(path)}_{run}"
                 make_tree(out, paths, len(paths))
-                rates.append(len(paths) / run_gimg(out, fused, options.workers, options.min_face))
-                print(f"{label} run {run + 1}: {rates[-1]:.1f} images/s over {len(paths)} images", flush=True)
-            results[label] = statistics.median(rates)
-            gimg_found = gimg_boxes(out)
+                start_cpu = cpu_seconds()
+                runs.append(len(paths) / run_gimg(out, path, workers))
+                cpus.append(1000 * (cpu_seconds() - start_cpu) / len(paths))
+                print(f"{path.label} run {run + 1}: {runs[-1]:.1f} images/s, {cpus[-1]:.0f} CPU ms per image",
+                      flush=True)
+            rates[path], cpu[path] = statistics.median(runs), statistics.median(cpus)
+            found[path] = gimg_boxes(out)
 
-        print(f"\n## Speed (median of {options.runs} runs)")
-        print(f"baseline (original's method, 1 process): {base_rate:.2f} images/s")
-        for label, rate in results.items():
-            print(f"{label}: {rate:.1f} images/s = {rate / base_rate:.0f}x the baseline")
-
-        print("\n## Detection at IoU >= 0.5")
+        print(f"\n## Speed and detection (median of {options.runs} runs; load average now "
+              f"{os.getloadavg()[0]:.1f})")
+        print("CPU ms per image: all processes' CPU time over the images (gimg's pool workers included), which other"
+              " jobs on the machine change far less than the wall-clock rates; 'CPU ratio' is the baseline's CPU ms"
+              " per image over the path's, the speed-up per core on an otherwise idle machine.")
+        print("| path | cores | images/s | images/s per core | vs baseline | vs baseline per core | CPU ms per image |"
+              " CPU ratio | scene recall | pasted recall | small-face recall | scene precision |"
+              " pasted precision (plain) |")
+        print("|---" * 13 + "|")
         base_names = [path.name for path in subset]
-        for label, found, images in (("baseline", base_found, base_names), ("gimg", gimg_found, names),
-                                     ("gimg, baseline's images", gimg_found, base_names)):
-            figures = accuracy(found, scenes, truth, images, options.seed)
-            print(f"{label} ({len(images)} images): " + "; ".join(f"{k} {v}" for k, v in figures.items()))
+        figures = accuracy(base_found, scenes, truth, base_names, options.seed)
+        print(f"| baseline (original's method) | 1 | {base_rate:.2f} | {base_rate:.2f} | 1x | 1x | {base_cpu:.0f} |"
+              " 1x | " + " | ".join(figures.values()) + " |")
+        for path, rate in rates.items():
+            figures = accuracy(found[path], scenes, truth, names, options.seed)
+            print(f"| gimg {path.label} | {workers} | {rate:.1f} | {rate / workers:.1f} | {rate / base_rate:.1f}x |"
+                  f" {rate / workers / base_rate:.1f}x | {cpu[path]:.1f} | {base_cpu / cpu[path]:.1f}x | "
+                  + " | ".join(figures.values()) + " |")
+        if subset != paths:
+            for path in PATHS:
+                figures = accuracy(found[path], scenes, truth, base_names, options.seed)
+                print(f"gimg {path.label} on the baseline's {len(subset)} images: "
+                      + "; ".join(f"{k} {v}" for k, v in figures.items()))
 
-        print("\n## Scaling and memory (gimg crop + classify)")
-        print("| images | workers | images/s | peak RSS (MiB) | peak RSS by quarter of the run (MiB) |")
-        print("|---|---|---|---|---|")
-        runs = [(len(paths), 1), (len(paths), options.workers)] + [(size, options.workers) for size in sizes]
-        for count, workers in runs:
-            out = work / f"scale{count}_{workers}"
-            make_tree(out, paths, count)
-            with PeakRss() as rss:
-                elapsed = run_gimg(out, False, workers, options.min_face)
-            quarters = " / ".join(f"{value / 2**20:.0f}" for value in rss.by_quarter())
-            shown = workers or os.cpu_count()
-            print(f"| {count} | {shown} | {count / elapsed:.1f} | {rss.peak / 2**20:.0f} | {quarters} |", flush=True)
-            for folder in ("Cropped_faces", "Datasets"):
-                for path in (out / folder).rglob("*"):
-                    if path.is_file():
-                        path.unlink()
+        chosen = next(path for path in PATHS if path.detector == options.scale_detector and not path.fused)
+        scaling(work, paths, sizes, chosen, options.workers)
 
 
 if __name__ == "__main__":

@@ -99,9 +99,9 @@ def test_detect_faces_matches_labelled_boxes(fixtures, image, detector, upsample
 
 
 def test_unknown_detector_lists_choices():
-    with pytest.raises(ValueError, match="blazeface, hog, cnn"):
+    with pytest.raises(ValueError, match="blazeface, yunet, hog, cnn"):
         detect_faces(np.zeros((10, 10, 3), np.uint8), CropOptions(detector="haar"))
-    with pytest.raises(ValueError, match="blazeface, hog, cnn"):
+    with pytest.raises(ValueError, match="blazeface, yunet, hog, cnn"):
         run_crop(Path("."), CropOptions(detector="haar"))
     with pytest.raises(ValueError, match="min-face"):
         run_crop(Path("."), CropOptions(min_face=0))

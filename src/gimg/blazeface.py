@@ -15,6 +15,7 @@ import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
 from . import models
+from .crops import box_iou
 from .errors import ModelError
 
 FULL_RANGE_MODEL = "face_detection_full_range.tflite"
@@ -225,16 +226,6 @@ def _candidates(image: np.ndarray, min_face: float, min_score: float) -> tuple[n
     return np.concatenate(points), np.concatenate(scores)
 
 
-def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """IoU of one (x0, y0, x1, y1) box with each of boxes."""
-    low = np.maximum(box[:2], boxes[:, :2])
-    high = np.minimum(box[2:], boxes[:, 2:])
-    inter = np.prod(np.clip(high - low, 0, None), axis=1)
-    area = np.prod(box[2:] - box[:2])
-    areas = np.prod(boxes[:, 2:] - boxes[:, :2], axis=1)
-    return inter / np.maximum(area + areas - inter, 1e-9)
-
-
 def _weighted_nms(points: np.ndarray, scores: np.ndarray) -> list[tuple[np.ndarray, float]]:
     """MediaPipe's weighted NMS: each kept face is the score-weighted mean of the detections overlapping it."""
     order = np.argsort(-scores)
@@ -245,7 +236,7 @@ def _weighted_nms(points: np.ndarray, scores: np.ndarray) -> list[tuple[np.ndarr
     for index in range(len(scores)):
         if not alive[index]:
             continue
-        group = alive & (_iou(boxes[index], boxes) > NMS_IOU)
+        group = alive & (box_iou(boxes[index], boxes) > NMS_IOU)
         weights = scores[group]
         faces.append(((points[group] * weights[:, None, None]).sum(axis=0) / weights.sum(), float(scores[index])))
         alive &= ~group

@@ -46,3 +46,12 @@ def decode_crop(data: np.ndarray | bytes) -> np.ndarray:
     if image is None:
         raise ValueError("not a decodable image")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """The IoU of one (x0, y0, x1, y1) box with each of boxes: what both detectors' suppression compares."""
+    low = np.maximum(box[:2], boxes[:, :2])
+    high = np.minimum(box[2:], boxes[:, 2:])
+    inter = np.prod(np.clip(high - low, 0, None), axis=1)
+    areas = np.prod(boxes[:, 2:] - boxes[:, :2], axis=1)
+    return inter / np.maximum(np.prod(box[2:] - box[:2]) + areas - inter, 1e-9)

@@ -19,6 +19,7 @@ from .layout import Layout, is_fresh, write_csv
 from .options import CropOptions, ExecutionOptions
 from .outcome import TermOutcome
 from .registry import resolve
+from .yunet import detect_faces_yunet
 
 FACES_COLUMNS = [
     "file", "image", "face", "left", "top", "right", "bottom",
@@ -63,6 +64,12 @@ def detect_blazeface(image: np.ndarray, options: CropOptions) -> list[Box]:
     return [Box(face.left, face.top, face.right, face.bottom) for face in found]
 
 
+def detect_yunet(image: np.ndarray, options: CropOptions) -> list[Box]:
+    """YuNet's faces, down to options.min_face px (its DEFAULT_MIN_FACE when None), small faces kept."""
+    found = detect_faces_yunet(image, min_face=options.min_face)
+    return [Box(face.left, face.top, face.right, face.bottom) for face in found]
+
+
 def detect_hog(image: np.ndarray, options: CropOptions) -> list[Box]:
     """dlib's HOG detector (the original's), upsampling options.upsample times."""
     hog = models.cached("hog", dlib.get_frontal_face_detector)
@@ -76,7 +83,7 @@ def detect_cnn(image: np.ndarray, options: CropOptions) -> list[Box]:
 
 
 def detect_faces(image: np.ndarray, options: CropOptions = CropOptions()) -> list[Box]:
-    """The face boxes in an RGB uint8 image, most confident first (HOG and BlazeFace), by options.detector."""
+    """The face boxes in an RGB uint8 image, most confident first (HOG, BlazeFace, YuNet), by options.detector."""
     return resolve("face detector", options.detector)(image, options)
 
 

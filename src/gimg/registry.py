@@ -20,6 +20,7 @@ ENGINES = {
 }
 DETECTORS = {
     "blazeface": "gimg.faces:detect_blazeface",
+    "yunet": "gimg.faces:detect_yunet",
     "hog": "gimg.faces:detect_hog",
     "cnn": "gimg.faces:detect_cnn",
 }
