@@ -104,7 +104,7 @@ def test_a_bad_study_file_is_one_line_and_exit_2(gimg, tmp_path, study, message)
 def test_a_bad_environment_value_is_one_line_and_exit_2(gimg, tmp_path, monkeypatch):
     monkeypatch.setenv("GIMG_DETECTOR", "haar")
     code, _, err = gimg("crop", "--out", tmp_path)
-    assert code == 2 and "'haar' is not one of 'blazeface', 'hog', 'cnn'" in err
+    assert code == 2 and "'haar' is not one of 'blazeface', 'yunet', 'hog', 'cnn'" in err
 
 
 def closed_port() -> int:
