@@ -164,5 +164,5 @@ def test_too_few_terms_give_no_correlation_and_say_why():
     rng = np.random.default_rng(1)
     replicates = np.array([[0.2] * 100, [0.6] * 100])
     comparison = compare_shares(np.array([0.1, 0.5]), np.array([0.2, 0.6]), replicates, rng)
-    assert np.isnan(comparison.pearson_r) and comparison.note.startswith("only 2 term(s) can be compared")
+    assert np.isnan(comparison.pearson_r) and comparison.note.startswith("only 2 term(s) can be compared with the census")
     assert comparison.mean_difference == pytest.approx(0.1)

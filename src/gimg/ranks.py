@@ -98,13 +98,15 @@ class WeightedShare:
 @dataclass(frozen=True)
 class RankTables:
     """Per-term rank statistics (TERM_COLUMNS), shares by rank band (BAND_COLUMNS), the study's weighted share,
-    and each term's share replicates (terms x resamples, in the order of `terms`) for census comparisons."""
+    and each term's share replicates (terms x resamples, in the order of `terms`) for census comparisons; the
+    bands' pooled share replicates (bands x resamples, in the order of `bands`) for a correction per band."""
 
     terms: pd.DataFrame
     bands: pd.DataFrame
     weighted: WeightedShare
     share_replicates: np.ndarray
     difference_replicates: np.ndarray
+    band_replicates: np.ndarray
 
 
 def rank_tables(codes: pd.DataFrame, resamples: int, rng: np.random.Generator, level: float = LEVEL) -> RankTables:
@@ -133,34 +135,37 @@ def rank_tables(codes: pd.DataFrame, resamples: int, rng: np.random.Generator, l
             "rank_difference": float(_mean_rank_difference(ranks, women)),
         })
     terms = pd.DataFrame(rows, columns=TERM_COLUMNS)
+    bands, band_replicates = _bands(codes, draws, level)
     return RankTables(
         terms=terms,
-        bands=_bands(codes, draws, level),
+        bands=bands,
         weighted=_weighted(terms, draws, level),
         share_replicates=np.array([drawn.share for drawn in draws]).reshape(len(draws), resamples),
         difference_replicates=np.array([drawn.difference for drawn in draws]).reshape(len(draws), resamples),
+        band_replicates=band_replicates.reshape(len(bands), resamples),
     )
 
 
-def _bands(codes: pd.DataFrame, draws: list[_TermDraws], level: float) -> pd.DataFrame:
-    """Pooled share of women in each rank band that holds any image, with its bootstrap interval."""
+def _bands(codes: pd.DataFrame, draws: list[_TermDraws], level: float) -> tuple[pd.DataFrame, np.ndarray]:
+    """Pooled share of women in each rank band that holds any image, with its bootstrap interval and replicates."""
     bands = band_of(codes["rank"].to_numpy())
     women = codes["woman"].to_numpy(dtype=bool)
     band_women = sum(drawn.band_women for drawn in draws)
     band_images = sum(drawn.band_images for drawn in draws)
-    rows = []
+    rows, replicates_by_band = [], []
     for index, (name, _, _) in enumerate(RANK_BANDS):
         inside = bands == index
         if not inside.any():
             continue
         with np.errstate(invalid="ignore", divide="ignore"):
             replicates = band_women[index] / band_images[index]
+        replicates_by_band.append(replicates)
         rows.append({
             "band": name, "terms": codes.loc[inside, "term"].nunique(), "images": int(inside.sum()),
             "women": int(women[inside].sum()), "share_women": float(women[inside].mean()),
             **dict(zip(("share_low", "share_high"), interval(replicates, level))),
         })
-    return pd.DataFrame(rows, columns=BAND_COLUMNS)
+    return pd.DataFrame(rows, columns=BAND_COLUMNS), np.array(replicates_by_band)
 
 
 def _weighted(terms: pd.DataFrame, draws: list[_TermDraws], level: float) -> WeightedShare:
