@@ -80,18 +80,19 @@ def build_site(labels: pd.DataFrame, images: Path, site: Path, shares: dict[str,
 
 def build_branch_site(labels: pd.DataFrame, images: Path, site: Path,
                       shares: dict[tuple[str, str], dict[str, float]], *, per_term: int = 10,
-                      seed: int = 0) -> pd.DataFrame:
+                      seed: int = 0, prefix: str = "") -> pd.DataFrame:
     """A site that answers each (engine, market) with its own results: shares maps (engine, market) to the share
     of women per term (market "" for requests without one). Returns the truth table (INDEX_COLUMNS plus engine,
-    market), also written to site/index.csv. The same seed and shares build the same images under the same names.
+    market), also written to site/index.csv. The same seed and shares build the same images under the same names;
+    prefix starts every image's name (to tell another wave's images apart).
     """
     pools, rng = _pools(labels, seed)
     (site / "img").mkdir(parents=True, exist_ok=True)
     rows = []
     for (engine, market), terms in shares.items():
         for term, share in terms.items():
-            prefix = f"{engine}_{market or 'any'}_"
-            made = _term_images(term, share, per_term, pools, rng, True, images, site, f"{seed}/{prefix}{term}", prefix)
+            name = f"{prefix}{engine}_{market or 'any'}_"
+            made = _term_images(term, share, per_term, pools, rng, True, images, site, f"{seed}/{name}{term}", name)
             rows += [{**row, "engine": engine, "market": market} for row in made]
     write_csv(site / "index.csv", rows, [*INDEX_COLUMNS, *SOURCE_COLUMNS])
     return pd.DataFrame(rows)
