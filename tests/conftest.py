@@ -26,6 +26,14 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+def run_cli(monkeypatch: pytest.MonkeyPatch, *args) -> int:
+    """Run `gimg ARGS...` through the real entry point, in process (for module-scoped fixtures); its exit code."""
+    monkeypatch.setattr(sys, "argv", ["gimg", *map(str, args)])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    return exit_info.value.code or 0
+
+
 @pytest.fixture
 def gimg(monkeypatch, capsys):
     """Run `gimg ARGS...` through the real entry point, in process; return (exit code, stdout, stderr)."""

@@ -19,8 +19,8 @@ from urllib.parse import unquote
 import pandas as pd
 import pytest
 from browser import CHROMEDRIVER, figure_drew, headless_chromium
+from conftest import run_cli
 
-from gimg.cli import main
 from gimg.design import read_design
 from gimg.engines.record import ContextRecord
 from gimg.layout import Layout, write_csv
@@ -92,10 +92,7 @@ def study(tmp_path_factory, fixtures):
     monkeypatch = pytest.MonkeyPatch()
 
     def gimg(*args) -> int:
-        monkeypatch.setattr(sys, "argv", ["gimg", *map(str, args)])
-        with pytest.raises(SystemExit) as exit_info:
-            main()
-        return exit_info.value.code or 0
+        return run_cli(monkeypatch, *args)
 
     found = {"root": root, "out": out, "truth": {"w1": truth1, "w2": truth2}, "terms": terms}
     with local_engine(root / "site1") as engine:
