@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from browser import CHROMEDRIVER, figure_drew, headless_chromium
 
 from gimg.analyze import read_census
 from gimg.coded import analyze_codes, check_codes, compare_shares
@@ -195,3 +196,13 @@ def test_kay_published_figures_through_gimg_analyze_codes(gimg, fixtures, tmp_pa
     assert sentence in html and "coded by people" in html and "The faces of each term" not in html
     ranks = [line for line in out.splitlines() if "ranks:" in line]
     print(f"\nKay et al. 2015 through gimg analyze --codes: {ranks[0]}")
+    if CHROMEDRIVER.exists():
+        from selenium.webdriver.common.by import By
+
+        with headless_chromium(tmp_path / "profile") as driver:
+            driver.get((tmp_path / "analysis" / "report.html").resolve().as_uri())
+            text = driver.find_element(By.TAG_NAME, "body").text
+            assert sentence in text and "van Elteren" in text and "Stereotype exaggeration" in text
+            figure_drew(driver, driver.find_element(By.CSS_SELECTOR, 'img[alt^="Share of women by rank band"]'))
+            figure_drew(driver, driver.find_element(By.CSS_SELECTOR, 'img[alt^="Scatter plot"]'))
+            driver.save_screenshot(str(tmp_path / "kay.png"))

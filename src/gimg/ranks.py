@@ -67,15 +67,16 @@ def _draw_term(ranks: np.ndarray, women: np.ndarray, resamples: int, rng: np.ran
     """Resample one term's images with replacement `resamples` times."""
     picks = rng.integers(0, len(ranks), size=(resamples, len(ranks)))
     drawn_women, drawn_ranks = women[picks], ranks[picks]
-    weights = rank_weights(drawn_ranks)
-    bands = band_of(drawn_ranks)
-    in_band = bands[None, :, :] == np.arange(len(RANK_BANDS))[:, None, None]  # band x replicate x image
+    weights = rank_weights(ranks)[picks]
+    # Each drawn image's slot among replicate x band, counted in one pass.
+    slots = (band_of(ranks)[picks] + len(RANK_BANDS) * np.arange(resamples)[:, None]).ravel()
+    size = resamples * len(RANK_BANDS)
     return _TermDraws(
         share=drawn_women.mean(axis=1),
         weighted=(weights * drawn_women).sum(axis=1) / weights.sum(axis=1),
         difference=_mean_rank_difference(drawn_ranks, drawn_women),
-        band_women=(in_band & (drawn_women[None] == 1)).sum(axis=2),
-        band_images=in_band.sum(axis=2),
+        band_women=np.bincount(slots, weights=drawn_women.ravel(), minlength=size).reshape(resamples, -1).T,
+        band_images=np.bincount(slots, minlength=size).reshape(resamples, -1).T,
     )
 
 
@@ -223,7 +224,8 @@ def rank_test(
         observed.append(difference)
         pooled.append((difference, k * (n - k) / n))
         shuffled = rng.permuted(np.broadcast_to(women, (permutations, n)), axis=1)
-        null += _mean_rank_difference(ranks[None, :], shuffled)
+        women_sums = shuffled @ ranks  # the sum of the women's ranks in each permutation
+        null += women_sums / k - (ranks.sum() - women_sums) / (n - k)
         midranks = stats.rankdata(ranks)
         ties = np.unique(ranks, return_counts=True)[1]
         numerator += (midranks[women == 1].sum() - k * (n + 1) / 2) / (n + 1)

@@ -184,7 +184,7 @@ def _image(png: bytes, alt: str) -> str:
     return f'<img alt="{escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode("ascii")}">'
 
 
-def _rank_sections(literature: Literature, bands_png: bytes) -> str:
+def _rank_sections(literature: Literature, bands_png: bytes, coded: bool) -> str:
     """Where women appear in the ranking, and Kay et al.'s exaggeration model."""
     bands = "".join(
         f'<tr><th scope="row">{escape(row.band)}</th><td>{row.terms}</td><td>{row.images}</td><td>{row.women}</td>'
@@ -205,22 +205,25 @@ def _rank_sections(literature: Literature, bands_png: bytes) -> str:
         f"<td>{_number(row.women_mean_rank, 1)}</td><td>{_number(row.men_mean_rank, 1)}</td></tr>"
         for row in literature.ranks.itertuples())
     slope = "" if model.note else f"<p>The model's {escape(model.slope_sentence())}.</p>"
+    pooling = "A band's share pools its images over terms; intervals resample images within terms."
+    counted = (f"<p>Each coded image counts once. {pooling} {correction}</p>" if coded else
+               f"<p>Each image counts once, with the face the policy counts (under the policy <code>all</code>, its "
+               f"biggest). {pooling} {correction} The rank statistics below use the genders as called, without "
+               "correction: errors that do not depend on rank leave the test valid but weaken it, and pull rank "
+               "differences towards 0.</p>")
     return (
         "<h2>Where women appear in the ranking</h2>"
         + _image(bands_png, "Share of women by rank band, with 95% intervals")
         + "<table><tr><th>rank band</th><th>terms</th><th>images</th><th>women</th><th>raw share [95% CI]</th>"
         f"<th>corrected share [95% CI]</th></tr>{bands}</table>"
-        f"<p>Each image counts once, with the face the policy counts (under the policy <code>all</code>, its "
-        f"biggest). A band's share pools its images over terms; intervals resample images within terms. "
-        f"{correction} The rank statistics below use the genders as called, without correction: errors that do "
-        "not depend on rank leave the test valid but weaken it, and pull rank differences towards 0.</p>"
-        f"<p><b>Rank-weighted share</b> (weights {escape(weighted.weighting)}: attention falls with position): "
+        + counted
+        + f"<p><b>Rank-weighted share</b> (weights {escape(weighted.weighting)}: attention falls with position): "
         f"{_number(weighted.weighted)}{_interval(weighted.weighted_ci)} against {_number(weighted.share)}"
         f"{_interval(weighted.share_ci)} unweighted, a gap of {_number(weighted.gap)}{_interval(weighted.gap_ci)} "
         "(negative: women are rarer near the top).</p>"
         f"<p><b>First woman</b>: the first result in {int((first == 1).sum())} of {len(first)} terms; median rank "
         f"{_number(float(first.median()), 0)}; no woman at all in {int(first.isna().sum())} term(s).</p>"
-        f"<p><b>Do women rank lower than men?</b> (Pew Research Center 2018) Within a term, {escape(test.sentence())}; "
+        f"<p><b>Do women rank lower than men?</b> (Pew Research Center 2018): {escape(test.sentence())}; "
         f"{test.permutations} permutations of the genders within terms, every term weighted alike. Weighting each "
         f"term by its size (n<sub>women</sub>·n<sub>men</sub>/n), the difference is {_number(test.pooled_difference, 1)} "
         f"places, and van Elteren's stratified rank-sum test gives z = {_number(test.van_elteren_z, 2)}, p = "
@@ -286,7 +289,7 @@ def render_report(result: AnalysisResult, png: bytes, generated: datetime, bands
 <p>Sorted by difference (corrected search share minus census share): terms where search results show fewer women
 than the census come first. * marks a corrected share clipped to [0, 1].</p>
 {_table(result.summary)}
-{_rank_sections(result.literature, bands_png) if result.literature is not None and bands_png else ""}
+{_rank_sections(result.literature, bands_png, result.coded) if result.literature is not None and bands_png else ""}
 {"" if result.coded else _faces_section(result)}
 <h2>Terms without a census share</h2>
 {_term_list(result.without_census, "None: every term has a census share.")}
