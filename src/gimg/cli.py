@@ -284,14 +284,22 @@ def show_analysis(result, label: str = "analyze") -> None:
     log.info(f"report: {result.report_html.resolve()}")
 
 
+def _flagged(pairs) -> str:
+    """How many per-term rows of a comparison table have an interval that excludes 0, as "k of n"."""
+    from .compare import ALL_TERMS
+
+    terms = pairs[pairs["term"] != ALL_TERMS]
+    return f"{int(terms['excludes_zero'].sum())} of {len(terms)}"
+
+
 def show_study(analyses: dict, comparison) -> None:
     """Each branch's analysis, and the comparison of the branches when there are several."""
     for branch, result in analyses.items():
         show_analysis(result, f"analyze [{branch.label}]" if len(analyses) > 1 or comparison else "analyze")
     if comparison is not None:
-        flagged = int(comparison.drift["excludes_zero"].sum()) if len(comparison.drift) else 0
-        log.info(f"compare: {len(comparison.branches)} branches side by side; {len(comparison.differences)} "
-                 f"engine/market differences, {len(comparison.drift)} drift rows ({flagged} changed)")
+        log.info(f"compare: {len(comparison.branches)} branches side by side; intervals that exclude 0: "
+                 f"{_flagged(comparison.differences)} engine and market differences, "
+                 f"{_flagged(comparison.drift)} changes between waves (per term)")
         for note in comparison.notes:
             log.info(f"compare: note: {note}")
         log.info(f"study report: {comparison.layout.comparison_report.resolve()}")

@@ -99,11 +99,15 @@ def write_design(out: Path, design: StudyDesign) -> None:
     write_json(Layout(out).study_index, design.to_json())
 
 
+WHOLE = Branch("", "", None, ROOT)
+"""The one branch of a tree without an index (or of a study coded by people): out itself."""
+
+
 def study_branches(out: Path) -> list[Branch]:
     """Every branch of the study at out; a tree without an index is one branch at out itself."""
     design = read_design(out)
     if design is None or not design.branches:
-        return [Branch("", "", None, ROOT)]
+        return [WHOLE]
     return list(design.branches)
 
 

@@ -11,7 +11,7 @@ from .analyze import AnalysisResult, analyze, analyze_coded_study, read_census, 
 from .classify import ClassifyRecord, CropClassifier, check_gpu, load_classifier, run_classify, write_dataset
 from .compare import StudyComparison, compare_study, write_comparison_tables
 from .correction import load_evaluation
-from .design import Branch, branch_engine, plan_run, read_design, study_branches, write_design
+from .design import WHOLE, Branch, branch_engine, plan_run, read_design, study_branches, write_design
 from .download import run_download
 from .engines.record import Run
 from .errors import MissingInputError
@@ -152,7 +152,7 @@ def run_study_analyze(
 ) -> tuple[dict[Branch, AnalysisResult], StudyComparison | None]:
     """Analyze every branch of the study at out, and compare them when there are several (--codes: out alone)."""
     if options.codes is not None:
-        return {study_branches(out)[0]: run_analyze(out, options)}, None
+        return {WHOLE: run_analyze(out, options)}, None
     branches = study_branches(out)
     analyses = {}
     for branch in branches:
