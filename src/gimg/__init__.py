@@ -2,8 +2,9 @@
 
 The Python API mirrors the CLI: run_download, run_crop, run_classify, run_analyze, run_pipeline and
 run_evaluate, which take the options objects DownloadOptions, CropOptions, ClassifyOptions, AnalyzeOptions,
-EvaluateOptions, ExecutionOptions (or a whole StudyConfig). They are imported on first use, so `import gimg`
-stays light.
+EvaluateOptions, ExecutionOptions (or a whole StudyConfig); for studies of several engines, markets or waves,
+run_search, run_study_download, run_study_analyze and run_compare. They are imported on first use, so
+`import gimg` stays light.
 """
 
 from importlib import import_module
@@ -17,6 +18,8 @@ _EXPORTS = {
     "run_analyze": "pipeline",
     "run_pipeline": "pipeline",
     "run_evaluate": "evaluate",
+    "run_search": "search",
+    **{name: "pipeline" for name in ("run_study_download", "run_study_analyze", "run_compare")},
     **{name: "options" for name in ("DownloadOptions", "CropOptions", "ClassifyOptions", "AnalyzeOptions",
                                     "EvaluateOptions", "ExecutionOptions", "StudyConfig")},
 }
