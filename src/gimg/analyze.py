@@ -355,4 +355,7 @@ def write_tables(result: AnalysisResult) -> None:
         document.update(coded=result.coded, **result.literature.to_json())
         write_csv(layout.ranks_csv, result.literature.ranks.to_dict("records"), TERM_COLUMNS)
         write_csv(layout.rank_bands_csv, result.literature.bands.to_dict("records"), RANK_BAND_COLUMNS)
+    else:  # no image has a counted face: no rank tables, and none left from an earlier analysis
+        for stale in (layout.ranks_csv, layout.rank_bands_csv, layout.rank_bands_png):
+            stale.unlink(missing_ok=True)
     write_json(layout.analysis_json, document)
