@@ -34,6 +34,14 @@ def label_study(tmp_path_factory, fixtures) -> Path:
     return build_study(tmp_path_factory.getbasetemp() / "labelstudy", fixtures)
 
 
+def run_cli(monkeypatch: pytest.MonkeyPatch, *args) -> int:
+    """Run `gimg ARGS...` through the real entry point, in process (for module-scoped fixtures); its exit code."""
+    monkeypatch.setattr(sys, "argv", ["gimg", *map(str, args)])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    return exit_info.value.code or 0
+
+
 @pytest.fixture
 def gimg(monkeypatch, capsys):
     """Run `gimg ARGS...` through the real entry point, in process; return (exit code, stdout, stderr)."""

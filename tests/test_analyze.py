@@ -223,7 +223,7 @@ def test_analysis_json_records_the_options(analysed, tmp_path):
     document = json.loads(analysed.layout.analysis_json.read_text(encoding="utf-8"))
     assert document["options"] == {"census": str(tmp_path / "census.csv"), "cutoff": 0.5,
                                    "evaluation": str(tmp_path / "evaluation.json"), "policy": "biggest", "min_box": 0,
-                                   "min_faces": 1, "resamples": 400, "seed": 0}
+                                   "min_faces": 1, "resamples": 400, "seed": 0, "codes": None}
     assert document["evaluation"]["counts"]["tp"] == 90
     assert document["pearson_r"] == pytest.approx(analysed.pearson_r)
     assert len(document["pearson_ci"]) == 2

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from browser import CHROMEDRIVER, figure_drew, headless_chromium
 
 from gimg.analyze import read_census
 from gimg.coded import analyze_codes, check_codes, compare_shares
@@ -164,5 +165,44 @@ def test_too_few_terms_give_no_correlation_and_say_why():
     rng = np.random.default_rng(1)
     replicates = np.array([[0.2] * 100, [0.6] * 100])
     comparison = compare_shares(np.array([0.1, 0.5]), np.array([0.2, 0.6]), replicates, rng)
-    assert np.isnan(comparison.pearson_r) and comparison.note.startswith("only 2 term(s) can be compared")
+    assert np.isnan(comparison.pearson_r) and comparison.note.startswith("only 2 term(s) can be compared with the census")
     assert comparison.mean_difference == pytest.approx(0.1)
+
+
+def test_kay_published_figures_through_gimg_analyze_codes(gimg, fixtures, tmp_path):
+    """`gimg analyze --codes` on Kay et al.'s own codes, with their 2012 census, reproduces their table."""
+    import json
+
+    folder = fixtures / "kay2015"
+    code, out, err = gimg("analyze", "--codes", folder / "codes.csv", "--census", folder / "census_2012.csv",
+                          "--out", tmp_path)
+    assert code == 0, err
+    assert "45 terms compared with the census; Pearson r = 0.937" in out  # published: r = 0.937
+    assert "mean difference search - census = -0.039" in out  # published: -3.9 points
+    sentence = "an occupation with 50% women appears with 43.5% women in search (95% CI 38.9% to 48.2%; 45 terms)"
+    assert sentence in out
+    analysis = json.loads((tmp_path / "analysis" / "analysis.json").read_text())
+    assert analysis["coded"] is True and analysis["evaluation"] is None
+    assert round(analysis["pearson_r"], 3) == 0.937 and round(100 * analysis["mean_difference"], 1) == -3.9
+    model = analysis["exaggeration"]
+    low, high = model["share_at_50_wald_ci"]
+    assert low < 0.45 < high and low < model["share_at_50"] < high  # published: about 45%, [38.9%, 48.2%]
+    bands = pd.read_csv(tmp_path / "analysis" / "rank_bands.csv").set_index("band")
+    assert round(100 * bands.loc["1-10", "share_women"], 1) == 36.3
+    assert (bands["corrected_share"] == bands["share_women"]).all(), "codes are not corrected"
+    test = analysis["rank_test"]
+    assert test["terms"] == 44 and round(test["mean_difference"], 1) == 3.7
+    html = (tmp_path / "analysis" / "report.html").read_text()
+    assert sentence in html and "coded by people" in html and "The faces of each term" not in html
+    ranks = [line for line in out.splitlines() if "ranks:" in line]
+    print(f"\nKay et al. 2015 through gimg analyze --codes: {ranks[0]}")
+    if CHROMEDRIVER.exists():
+        from selenium.webdriver.common.by import By
+
+        with headless_chromium(tmp_path / "profile") as driver:
+            driver.get((tmp_path / "analysis" / "report.html").resolve().as_uri())
+            text = driver.find_element(By.TAG_NAME, "body").text
+            assert sentence in text and "van Elteren" in text and "Stereotype exaggeration" in text
+            figure_drew(driver, driver.find_element(By.CSS_SELECTOR, 'img[alt^="Share of women by rank band"]'))
+            figure_drew(driver, driver.find_element(By.CSS_SELECTOR, 'img[alt^="Scatter plot"]'))
+            driver.save_screenshot(str(tmp_path / "kay.png"))

@@ -62,7 +62,9 @@ def test_every_stage_wrote_its_files(study):
     for term in SHARES:
         manifest = pd.read_csv(layout.manifest(term))
         assert list(manifest.columns) == ["rank", "url", "source_page", "engine", "time", "sha256", "status",
-                                          "error", "file"]
+                                          "error", "file", "run"]
+        [context] = (study["out"] / "context").glob("*.json")
+        assert set(manifest.run) == {context.stem}, "every row names the run whose context record says what was asked"
         assert (manifest.status == "downloaded").sum() == PER_TERM
         assert all((layout.downloaded(term) / name).is_file() for name in manifest.file)
         faces = pd.read_csv(layout.faces(term))

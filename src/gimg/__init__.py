@@ -2,9 +2,10 @@
 
 The Python API mirrors the CLI: run_download, run_crop, run_classify, run_analyze, run_pipeline and
 run_evaluate, which take the options objects DownloadOptions, CropOptions, ClassifyOptions, AnalyzeOptions,
-EvaluateOptions, ExecutionOptions (or a whole StudyConfig); and for `gimg label`, draw_sample, serve_labels,
-import_labels and run_label_report, with SampleOptions and ServeOptions. They are imported on first use, so
-`import gimg` stays light.
+EvaluateOptions, ExecutionOptions (or a whole StudyConfig); for studies of several engines, markets or waves,
+run_search, run_study_download, run_study_analyze and run_compare; and for `gimg label`, draw_sample,
+serve_labels, import_labels and run_label_report, with SampleOptions and ServeOptions. They are imported on
+first use, so `import gimg` stays light.
 """
 
 from importlib import import_module
@@ -22,6 +23,8 @@ _EXPORTS = {
     "import_labels": "validation",
     "serve_labels": "labelserver",
     "run_label_report": "labelreport",
+    "run_search": "search",
+    **{name: "pipeline" for name in ("run_study_download", "run_study_analyze", "run_compare")},
     **{name: "options" for name in ("DownloadOptions", "CropOptions", "ClassifyOptions", "AnalyzeOptions",
                                     "EvaluateOptions", "ExecutionOptions", "StudyConfig", "SampleOptions",
                                     "ServeOptions")},

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib.resources
 import math
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,40 +15,34 @@ import numpy as np
 import pandas as pd
 
 from .correction import (
+    MIN_TERMS,
     ComparisonIntervals,
     Correction,
+    Correlation,
     Evaluation,
     compare_with_census,
+    correlate,
     default_evaluation_path,
     load_evaluation,
     make_correction,
 )
+from .coded import analyze_codes
 from .errors import GimgError, MissingInputError
-from .layout import Layout, atomic_path, write_json
+from .layout import Layout, atomic_path, write_csv, write_json
+from .literature import PERMUTATIONS, RANK_BAND_COLUMNS, Literature, classified_literature, coded_literature
 from .options import AnalyzeOptions
+from .ranks import TERM_COLUMNS
+from .screening import flag_sparse_terms
 
 CENSUS_COLUMNS = ["term", "bls_occupation", "bls_share_women", "bls_employed_thousands", "source"]
 SUMMARY_COLUMNS = [
     "term", "images", "images_with_face", "women", "share_women", "census_share_women", "difference",
     "faces", "share_low", "share_high", "corrected_share", "corrected_low", "corrected_high", "clipped",
-    "corrected_difference", "too_few_faces",
+    "corrected_difference", "too_few_faces", "sparse",
 ]
 DATASET_COLUMNS = ["image", "file", "left", "top", "right", "bottom", "p_female", "model"]
-MIN_TERMS = 3
 STRIP_FACES = 30  # faces per term in the report's strips
 SHIPPED_CENSUS = "professions.csv"
-
-
-@dataclass(frozen=True)
-class Correlation:
-    """Pearson and Spearman correlation of search shares with census shares over n terms; note says why NaN."""
-
-    pearson_r: float
-    pearson_p: float
-    spearman_rho: float
-    spearman_p: float
-    n_terms: int
-    note: str = ""
 
 
 @dataclass
@@ -83,6 +76,8 @@ class AnalysisResult:
     mean_difference_ci: tuple[float, float] = (math.nan, math.nan)
     notes: list[str] = field(default_factory=list)
     strips: dict[str, list[tuple[Path, float]]] = field(default_factory=dict)
+    literature: Literature | None = None  # ranks and Kay et al.'s exaggeration model
+    coded: bool = False  # the genders were coded by people (gimg analyze --codes), not classified
 
     @property
     def report_html(self) -> Path:
@@ -132,27 +127,6 @@ def per_image(used: pd.DataFrame, cutoff: float) -> tuple[np.ndarray, np.ndarray
     """Women and faces counted per image (the unit the bootstrap resamples)."""
     grouped = (used["p_female"] >= cutoff).groupby(used["image"], sort=False)
     return grouped.sum().to_numpy(dtype=float), grouped.size().to_numpy(dtype=float)
-
-
-def correlate(census: np.ndarray, search: np.ndarray) -> Correlation:
-    """Pearson and Spearman correlation of search shares with census shares, or NaN with a note saying why."""
-    from scipy import stats  # imported on use: `import gimg` (and so every pool worker) stays fast
-
-    n = len(census)
-    if n < MIN_TERMS:
-        note = (f"only {n} term(s) have a census share and enough faces; a correlation needs at least {MIN_TERMS}")
-        return Correlation(math.nan, math.nan, math.nan, math.nan, n, note)
-    if np.ptp(census) == 0 or np.ptp(search) == 0:
-        note = f"the {'census' if np.ptp(census) == 0 else 'search'} shares are all equal; a correlation is undefined"
-        return Correlation(math.nan, math.nan, math.nan, math.nan, n, note)
-    with warnings.catch_warnings():
-        # Near-constant inputs only warn about precision; the numbers are still the right ones to report.
-        warnings.simplefilter("ignore", stats.NearConstantInputWarning)
-        pearson = stats.pearsonr(census, search)
-        spearman = stats.spearmanr(census, search)
-    return Correlation(
-        float(pearson.statistic), float(pearson.pvalue), float(spearman.statistic), float(spearman.pvalue), n
-    )
 
 
 def census_path(path: Path | None) -> Path:
@@ -210,6 +184,11 @@ def _read_manifest(layout: Layout, term: str) -> pd.DataFrame:
 def read_term_faces(layout: Layout, term: str, options: AnalyzeOptions) -> TermFaces:
     """A term's counted faces under these options, from its manifest and its Datasets CSV."""
     return term_faces(_read_manifest(layout, term), _read_dataset(layout, term), options)
+
+
+def term_counts(layout: Layout, term: str, options: AnalyzeOptions) -> tuple[np.ndarray, np.ndarray]:
+    """Women and counted faces per image of one classified term (the unit the bootstrap resamples)."""
+    return per_image(read_term_faces(layout, term, options).used, options.cutoff)
 
 
 def strip_faces(used: pd.DataFrame, crop_dir: Path, cap: int) -> list[tuple[Path, float]]:
@@ -282,7 +261,7 @@ def summarize(
         })
         replicates.append(corrected)
         strips[term] = strip_faces(counted.used, layout.cropped(term), STRIP_FACES)
-    table = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+    table = pd.DataFrame(rows, columns=SUMMARY_COLUMNS[:-1])
     return table, np.array(replicates).reshape(len(datasets), options.resamples), strips
 
 
@@ -307,6 +286,9 @@ def analyze(out: Path, options: AnalyzeOptions = AnalyzeOptions()) -> AnalysisRe
     correction = make_correction(chosen, options, rng)
     summary, replicates, strips = summarize(layout, datasets, census_table, options, correction, rng)
     notes += correction.notes({row.term: (row.women, row.faces) for row in summary.itertuples()})
+    summary["sparse"] = flag_sparse_terms(summary)["sparse"].to_numpy()
+    notes += [f"{term}: far fewer of its images show a face than the study's median: the engine may have served a "
+              "decoy page; look at its images before trusting its share" for term in summary.loc[summary["sparse"], "term"]]
 
     inside = compared(summary).to_numpy()
     truth, search = summary["census_share_women"].to_numpy()[inside], summary["corrected_share"].to_numpy()[inside]
@@ -315,6 +297,8 @@ def analyze(out: Path, options: AnalyzeOptions = AnalyzeOptions()) -> AnalysisRe
     if correlation.note:
         intervals = ComparisonIntervals((math.nan,) * 2, (math.nan,) * 2, intervals.mean_difference,
                                         intervals.mean_difference_ci)
+    literature = classified_literature(rank_codes(layout, datasets, options), summary[inside], replicates[inside],
+                                       chosen, options, rng)
     return AnalysisResult(
         summary=summary, pearson_r=correlation.pearson_r, pearson_p=correlation.pearson_p,
         spearman_rho=correlation.spearman_rho, spearman_p=correlation.spearman_p, n_terms=correlation.n_terms,
@@ -323,7 +307,54 @@ def analyze(out: Path, options: AnalyzeOptions = AnalyzeOptions()) -> AnalysisRe
         not_classified=[term for term in layout.known_terms() if term not in terms],
         models=models, evaluation=chosen, evaluation_source=source, evaluation_domain=domain,
         pearson_ci=intervals.pearson, spearman_ci=intervals.spearman, mean_difference=intervals.mean_difference,
-        mean_difference_ci=intervals.mean_difference_ci, notes=notes, strips=strips,
+        mean_difference_ci=intervals.mean_difference_ci, notes=notes, strips=strips, literature=literature,
+    )
+
+
+def rank_codes(layout: Layout, datasets: dict[str, pd.DataFrame], options: AnalyzeOptions) -> pd.DataFrame:
+    """One row per image with a counted face: term, its rank (from the manifest) and whether the face is a woman.
+
+    Ranks need one face per image: under the policy `all`, an image counts with its biggest counted face.
+    """
+    tables = []
+    for term, dataset in datasets.items():
+        manifest = _read_manifest(layout, term)
+        counted = biggest_faces(term_faces(manifest, dataset, options).used)
+        kept = manifest[manifest["file"] != ""]
+        ranks = pd.Series(pd.to_numeric(kept["rank"]).to_numpy(), index=kept["file"])
+        tables.append(pd.DataFrame({"term": term, "rank": counted["image"].map(ranks).to_numpy(dtype=int),
+                                    "woman": (counted["p_female"] >= options.cutoff).to_numpy()}))
+    return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=["term", "rank", "woman"])
+
+
+def analyze_coded_study(out: Path, options: AnalyzeOptions) -> AnalysisResult:
+    """Analyze a study coded by people (options.codes: term, rank, gender[, url]) into out's analysis/, as a
+    classified one, without classifier correction (writing nothing)."""
+    path = Path(options.codes)
+    if not path.is_file():
+        raise MissingInputError(f"codes file {path} not found: pass --codes a CSV of term, rank, gender (woman/man)")
+    codes = pd.read_csv(path, dtype=str, keep_default_na=False)
+    study = analyze_codes(codes, read_census(options.census), options, permutations=PERMUTATIONS)
+    terms = study.terms
+    summary = pd.DataFrame({
+        "term": terms["term"], "images": terms["images"], "images_with_face": terms["images"],
+        "women": terms["women"], "share_women": terms["share_women"],
+        "census_share_women": terms["census_share_women"], "difference": terms["difference"],
+        "faces": terms["images"], "share_low": terms["share_low"], "share_high": terms["share_high"],
+        "corrected_share": terms["share_women"], "corrected_low": terms["share_low"],
+        "corrected_high": terms["share_high"], "clipped": False, "corrected_difference": terms["difference"],
+        "too_few_faces": terms["too_few_images"], "sparse": False,
+    }, columns=SUMMARY_COLUMNS)
+    comparison = study.comparison
+    return AnalysisResult(
+        summary=summary, pearson_r=comparison.pearson_r, pearson_p=comparison.pearson_p,
+        spearman_rho=comparison.spearman_rho, spearman_p=comparison.spearman_p, n_terms=comparison.terms,
+        layout=Layout(out), options=options, census=census_name(options.census), correlation_note=comparison.note,
+        without_census=study.without_census, not_classified=[], models=[],
+        pearson_ci=comparison.pearson_ci, spearman_ci=comparison.spearman_ci,
+        mean_difference=comparison.mean_difference, mean_difference_ci=comparison.mean_difference_ci,
+        notes=[f"the genders were coded by people ({path.name}): shares are not corrected for a classifier"],
+        literature=coded_literature(study), coded=True,
     )
 
 
@@ -339,4 +370,11 @@ def write_tables(result: AnalysisResult) -> None:
                 "evaluation": {**result.evaluation.to_json(), "domain": result.evaluation_domain}
                 if result.evaluation else None,
                 **{key: getattr(result, key) for key in keys}}
+    if result.literature is not None:
+        document.update(coded=result.coded, **result.literature.to_json())
+        write_csv(layout.ranks_csv, result.literature.ranks.to_dict("records"), TERM_COLUMNS)
+        write_csv(layout.rank_bands_csv, result.literature.bands.to_dict("records"), RANK_BAND_COLUMNS)
+    else:  # no image has a counted face: no rank tables, and none left from an earlier analysis
+        for stale in (layout.ranks_csv, layout.rank_bands_csv, layout.rank_bands_png):
+            stale.unlink(missing_ok=True)
     write_json(layout.analysis_json, document)

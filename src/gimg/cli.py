@@ -63,6 +63,8 @@ def _compose(*decorators: Callable) -> Callable:
 
 def _click_type(item: Field) -> click.ParamType | None:
     meta = item.metadata
+    if meta["multiple"]:
+        return None  # a comma-separated list, each value checked by the options object
     if meta["choices"] is not None:
         return click.Choice(meta["choices"])
     kind = meta["kind"]
@@ -80,16 +82,18 @@ def _click_type(item: Field) -> click.ParamType | None:
 def _click_option(item: Field) -> Callable:
     """The flag of one options field: its type, default, help and GIMG_<NAME> environment variable."""
     name = flag(item)
-    declaration = f"{name}/--no-{name[2:]}" if item.metadata["kind"] is bool else name
+    meta = item.metadata
+    declaration = f"{name}/--no-{name[2:]}" if meta["kind"] is bool else name
+    choices = f" [one or more of: {','.join(meta['choices'])}]" if meta["multiple"] and meta["choices"] else ""
     return click.option(
         declaration, item.name, type=_click_type(item), default=item.default, show_default=item.default is not None,
-        help=item.metadata["help"], envvar=f"GIMG_{item.name.upper()}",
+        help=meta["help"] + choices, envvar=f"GIMG_{item.name.upper()}",
     )
 
 
-def options_of(*sections: type[Options]) -> Callable:
-    """Every field of the given options classes as click options."""
-    return _compose(*(_click_option(item) for section in sections for item in fields(section)))
+def options_of(*sections: type[Options], skip: tuple[str, ...] = ()) -> Callable:
+    """Every field of the given options classes (but those named in skip) as click options."""
+    return _compose(*(_click_option(item) for section in sections for item in fields(section) if item.name not in skip))
 
 
 def _load_config(context: click.Context, _: click.Parameter, value: Path | None) -> None:
@@ -169,15 +173,49 @@ def download(terms: Path | None, out: Path, **values) -> None:
     """Download the top image results of each term in TERMS (a text file, one term per line).
 
     Example: gimg download professions.txt --engine bing --limit 200
+    Several engines and markets (--engine bing,duckduckgo --market en-US,en-GB) run each combination into a
+    branch of its own, in the wave --wave names (see the README's study designs).
     """
-    from .download import run_download
     from .layout import read_terms
+    from .pipeline import run_study_download
 
     config = StudyConfig.from_flat(values)
     terms = need_terms(terms)
-    names = read_terms(terms)
+    read_terms(terms)
     record("download", out, config, ("download", "execution"), terms)
-    finish(report("download", run_download(names, out, config.download, config.execution)))
+    outcomes = run_study_download(terms, out, config.download, config.execution, on_stage=report)
+    finish([outcome for branch in outcomes.values() for outcome in branch if outcome.status == "failed"])
+
+
+# Download options that mean nothing to a search without downloads.
+DOWNLOAD_ONLY = ("urls", "max_per_host", "min_success", "wave", "retry_failed")
+
+
+@cli.command()
+@terms_argument
+@study_out
+@config_option
+@options_of(DownloadOptions, ExecutionOptions, skip=DOWNLOAD_ONLY)
+def search(terms: Path | None, out: Path, **values) -> None:
+    """Search each term in TERMS with every engine and market, without downloading: a CSV of ranked results.
+
+    Writes OUT/searches/<run>.csv (term, rank, url, source_page, engine, market, run), which
+    `gimg download TERMS --engine urls --urls OUT/searches/<run>.csv` replays exactly, and a context record of
+    each engine's requests beside it.
+
+    Example: gimg search professions.txt --engine bing,duckduckgo --market en-US,en-GB --limit 100 --out study1
+    """
+    from .search import run_search
+
+    config = StudyConfig.from_flat(values)
+    terms = need_terms(terms)
+    record("search", out, config, ("download", "execution"), terms)
+    result = run_search(terms, out, config.download, config.execution)
+    failures = []
+    for label, outcomes in result.outcomes.items():
+        failures += report(f"search [{label}]" if len(result.outcomes) > 1 else "search", outcomes)
+    log.info(f"search: wrote {result.path}")
+    finish(failures)
 
 
 @cli.command()
@@ -190,10 +228,13 @@ def crop(out: Path, **values) -> None:
     Example: gimg crop --out study1 --detector hog --upsample 1
     """
     from .faces import run_crop
+    from .pipeline import run_each_branch
 
     config = StudyConfig.from_flat(values)
     record("crop", out, config, ("crop", "execution"))
-    finish(report("crop", run_crop(out, config.crop, config.execution)))
+    outcomes = run_each_branch(out, "crop", lambda folder: run_crop(folder, config.crop, config.execution),
+                               on_stage=report)
+    finish([outcome for outcome in outcomes if outcome.status == "failed"])
 
 
 @cli.command()
@@ -206,10 +247,13 @@ def classify(out: Path, **values) -> None:
     Example: gimg classify --out study1 --model onnx
     """
     from .classify import run_classify
+    from .pipeline import run_each_branch
 
     config = StudyConfig.from_flat(values)
     record("classify", out, config, ("classify", "execution"))
-    finish(report("classify", run_classify(out, config.classify, config.execution)))
+    outcomes = run_each_branch(out, "classify", lambda folder: run_classify(folder, config.classify,
+                                                                            config.execution), on_stage=report)
+    finish([outcome for outcome in outcomes if outcome.status == "failed"])
 
 
 @cli.command()
@@ -219,23 +263,52 @@ def classify(out: Path, **values) -> None:
 def analyze(out: Path, **values) -> None:
     """Share of women per term, corrected for the classifier's errors, with 95% intervals, against the census.
 
+    With --codes FILE (term, rank, gender), analyze a study coded by people instead. On a study of several
+    branches (engines, markets, waves), every branch is analysed and OUT/comparison/ compares them.
+
     Example: gimg analyze --out study1 --policy single --min-faces 30
     """
-    from .pipeline import run_analyze
+    from .pipeline import run_study_analyze
 
     config = StudyConfig.from_flat(values)
     record("analyze", out, config, ("analyze",))
-    show_analysis(run_analyze(out, config.analyze))
+    show_study(*run_study_analyze(out, config.analyze))
 
 
-def show_analysis(result) -> None:
+def show_analysis(result, label: str = "analyze") -> None:
     """The headline numbers, any caveats, and where the report is."""
     low, high = result.pearson_ci
-    log.info(f"analyze: {result.n_terms} terms compared with the census; Pearson r = {result.pearson_r:.3f} "
+    log.info(f"{label}: {result.n_terms} terms compared with the census; Pearson r = {result.pearson_r:.3f} "
              f"(95% CI {low:.3f} to {high:.3f}); mean difference search - census = {result.mean_difference:+.3f}")
+    if result.literature is not None:
+        log.info(f"{label}: {result.literature.exaggeration_sentence()}")
+        log.info(f"{label}: ranks: {result.literature.rank_test.sentence()}; van Elteren's test weighting terms by "
+                 f"size: z = {result.literature.rank_test.van_elteren_z:.2f}, "
+                 f"p = {result.literature.rank_test.van_elteren_p:.3f}")
     for note in result.notes:
-        log.info(f"analyze: note: {note}")
+        log.info(f"{label}: note: {note}")
     log.info(f"report: {result.report_html.resolve()}")
+
+
+def _flagged(pairs) -> str:
+    """How many per-term rows of a comparison table have an interval that excludes 0, as "k of n"."""
+    from .compare import ALL_TERMS
+
+    terms = pairs[pairs["term"] != ALL_TERMS]
+    return f"{int(terms['excludes_zero'].sum())} of {len(terms)}"
+
+
+def show_study(analyses: dict, comparison) -> None:
+    """Each branch's analysis, and the comparison of the branches when there are several."""
+    for branch, result in analyses.items():
+        show_analysis(result, f"analyze [{branch.label}]" if len(analyses) > 1 or comparison else "analyze")
+    if comparison is not None:
+        log.info(f"compare: {len(comparison.branches)} branches side by side; intervals that exclude 0: "
+                 f"{_flagged(comparison.differences)} engine and market differences, "
+                 f"{_flagged(comparison.drift)} changes between waves (per term)")
+        for note in comparison.notes:
+            log.info(f"compare: note: {note}")
+        log.info(f"study report: {comparison.layout.comparison_report.resolve()}")
 
 
 @cli.command()
@@ -281,8 +354,8 @@ def run_all(terms: Path, out: Path, config: StudyConfig) -> None:
     from .pipeline import run_pipeline
 
     result = run_pipeline(terms, out, config, on_stage=report)
-    if result.analysis is not None:
-        show_analysis(result.analysis)
+    if result.analyses:
+        show_study(result.analyses, result.comparison)
     finish(result.failures)
 
 

@@ -8,13 +8,12 @@ figures are left to the caller. Pure numpy/pandas/scipy.
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from .correction import LEVEL, compare_with_census
+from .correction import LEVEL, compare_with_census, correlate
 from .errors import GimgError
 from .exaggeration import ExaggerationModel, exaggeration_model
 from .options import AnalyzeOptions
@@ -23,7 +22,6 @@ from .ranks import RankTables, RankTest, rank_tables, rank_test
 CODE_COLUMNS = ("term", "rank", "gender")
 GENDERS = {"woman": True, "man": False, "female": True, "male": False}
 CENSUS_SHARE = "bls_share_women"
-MIN_TERMS = 3
 
 
 def check_codes(codes: pd.DataFrame) -> pd.DataFrame:
@@ -83,22 +81,13 @@ def compare_shares(
     census: np.ndarray, search: np.ndarray, replicates: np.ndarray, rng: np.random.Generator
 ) -> CensusComparison:
     """Compare search shares (with their terms x resamples replicates) with census shares."""
-    from scipy import stats  # imported on use: `import gimg` stays fast
-
     intervals = compare_with_census(census, search, replicates, rng)
-    terms = len(census)
+    correlation = correlate(census, search)
     nan = (math.nan, math.nan)
-    if terms < MIN_TERMS or np.ptp(census) == 0 or np.ptp(search) == 0:
-        note = (f"only {terms} term(s) can be compared; a correlation needs at least {MIN_TERMS}" if terms < MIN_TERMS
-                else "the census or the search shares are all equal; a correlation is undefined")
-        return CensusComparison(terms, math.nan, math.nan, nan, math.nan, math.nan, nan, intervals.mean_difference,
-                                intervals.mean_difference_ci, note)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", stats.NearConstantInputWarning)  # precision only; the numbers stand
-        pearson, spearman = stats.pearsonr(census, search), stats.spearmanr(census, search)
+    ci = (nan, nan) if correlation.note else (intervals.pearson, intervals.spearman)
     return CensusComparison(
-        terms, float(pearson.statistic), float(pearson.pvalue), intervals.pearson, float(spearman.statistic),
-        float(spearman.pvalue), intervals.spearman, intervals.mean_difference, intervals.mean_difference_ci,
+        correlation.n_terms, correlation.pearson_r, correlation.pearson_p, ci[0], correlation.spearman_rho,
+        correlation.spearman_p, ci[1], intervals.mean_difference, intervals.mean_difference_ci, correlation.note,
     )
 
 

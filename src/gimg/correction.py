@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.resources
 import json
 import math
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol
@@ -19,6 +20,7 @@ from .registry import resolve
 EVALUATION_FORMAT = "gimg-evaluation/1"
 COUNT_KEYS = ("n", "tp", "fp", "tn", "fn")
 LEVEL = 0.95
+MIN_TERMS = 3  # the fewest terms a correlation with the census is computed on
 
 
 @dataclass(frozen=True)
@@ -240,6 +242,39 @@ def compare_with_census(
     spearman = _pearson_rows(stats.rankdata(truth, axis=1), stats.rankdata(search, axis=1))
     differences = (search - truth).mean(axis=1)
     return ComparisonIntervals(interval(pearson), interval(spearman), mean_difference, interval(differences))
+
+
+@dataclass(frozen=True)
+class Correlation:
+    """Pearson and Spearman correlation of search shares with census shares over n terms; note says why NaN."""
+
+    pearson_r: float
+    pearson_p: float
+    spearman_rho: float
+    spearman_p: float
+    n_terms: int
+    note: str = ""
+
+
+def correlate(census: np.ndarray, search: np.ndarray) -> Correlation:
+    """Pearson and Spearman correlation of search shares with census shares, or NaN with a note saying why."""
+    from scipy import stats  # imported on use: `import gimg` (and so every pool worker) stays fast
+
+    n = len(census)
+    if n < MIN_TERMS:
+        note = (f"only {n} term(s) can be compared with the census; a correlation needs at least {MIN_TERMS}")
+        return Correlation(math.nan, math.nan, math.nan, math.nan, n, note)
+    if np.ptp(census) == 0 or np.ptp(search) == 0:
+        note = f"the {'census' if np.ptp(census) == 0 else 'search'} shares are all equal; a correlation is undefined"
+        return Correlation(math.nan, math.nan, math.nan, math.nan, n, note)
+    with warnings.catch_warnings():
+        # Near-constant inputs only warn about precision; the numbers are still the right ones to report.
+        warnings.simplefilter("ignore", stats.NearConstantInputWarning)
+        pearson = stats.pearsonr(census, search)
+        spearman = stats.spearmanr(census, search)
+    return Correlation(
+        float(pearson.statistic), float(pearson.pvalue), float(spearman.statistic), float(spearman.pvalue), n
+    )
 
 
 class Correction(Protocol):

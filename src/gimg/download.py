@@ -24,6 +24,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from .engines import Engine, SearchResult, make_engine
+from .engines.record import Run, save_context_record
 from .errors import EngineError
 from .fetch import FetchError, Fetcher, FetchOptions, HostQueue, host_of
 from .layout import NEAR_DUPLICATES, QUARANTINE, Layout, atomic_path, write_csv
@@ -33,7 +34,7 @@ from .parallel import default_workers
 from .validate import MAX_PIXELS, MIN_SIDE, keep_image, perceptual_hash, sniff
 
 log = logging.getLogger(__name__)
-COLUMNS = ["rank", "url", "source_page", "engine", "time", "sha256", "status", "error", "file"]
+COLUMNS = ["rank", "url", "source_page", "engine", "time", "sha256", "status", "error", "file", "run"]
 STATUSES = ("downloaded", "duplicate", "rejected", "failed")
 SUMMARY_COLUMNS = ["term", "results", *STATUSES, "success_share", "low_yield", "most_common_problem"]
 NEAR_COLUMNS = ["file", "near", "distance"]
@@ -55,6 +56,7 @@ class Record:
     status: str = "failed"
     error: str = ""
     file: str = ""
+    run: str = ""  # the id of the download run that fetched it (its context record: context/<run>.json)
     phash: str = ""
 
     @property
@@ -106,11 +108,11 @@ class Downloader:
             thread.join()
         self._fetcher.__exit__()
 
-    def download(self, results: list[SearchResult], folder: Path) -> Iterator[list[Record]]:
+    def download(self, results: list[SearchResult], folder: Path, run: str = "") -> Iterator[list[Record]]:
         """Fetch every result into folder; yields the records finished since the last yield (at least one)."""
         finished: queue.Queue[Record] = queue.Queue()
         for result in results:
-            record = Record(result.rank, result.url, result.source_page, result.engine)
+            record = Record(result.rank, result.url, result.source_page, result.engine, run=run)
             host = host_of(result.url)
             if host is None:
                 record.time, record.error = _now(), "not an http(s) URL"
@@ -204,13 +206,15 @@ def read_journal(path: Path) -> dict[tuple[int, str], Record]:
 
 
 def download_term(term: str, layout: Layout, engine: Engine, options: DownloadOptions,
-                  downloader: Downloader) -> TermOutcome:
+                  downloader: Downloader, run: str = "") -> TermOutcome:
     """Search one term (or resume it) and download its results; an engine failure fails only this term.
 
     A term of which nothing could be downloaded fails, with its most common problem, and leaves no manifest,
-    so that a rerun tries it again.
+    so that a rerun tries it again. A term with a manifest is skipped, or with options.retry_failed retried.
     """
     if layout.manifest(term).exists():
+        if options.retry_failed:
+            return retry_term(term, layout, downloader, run)
         return TermOutcome(term, "skipped", "manifest.csv exists")
     folder = layout.downloaded(term)
     try:
@@ -228,14 +232,14 @@ def download_term(term: str, layout: Layout, engine: Engine, options: DownloadOp
     resumed = len(records)
     journal = Journal(layout.journal(term))
     try:
-        reused = [_from_disk(result, folder) for result in todo]
+        reused = [_from_disk(result, folder, run) for result in todo]
         found = [record for record in reused if record is not None]
         journal.append(found)
         records += found
         todo = [result for result, record in zip(todo, reused) if record is None]
         progress = tqdm(total=len(results), initial=len(records), desc=term[:30], unit="image", leave=False,
                         disable=None)
-        for batch in downloader.download(todo, folder):
+        for batch in downloader.download(todo, folder, run):
             journal.append(batch)
             records += batch
             progress.update(len(batch))
@@ -278,24 +282,37 @@ def run_download(
     fetch: FetchOptions = FetchOptions(),
     max_pixels: int = MAX_PIXELS,
     min_side: int = MIN_SIDE,
+    engine: Engine | None = None,
+    run: Run | None = None,
 ) -> list[TermOutcome]:
     """Download up to options.limit images per term into OUT/Downloaded_images/<term>/, resuming unfinished terms.
 
     execution.workers bounds the terms searched at once; options.max_per_host the downloads in flight per host,
-    fetch (timeouts, retries, connections in all) how they behave on the network. Writes
-    download_summary.csv, one row per downloaded term, last.
+    fetch (timeouts, retries, connections in all) how they behave on the network. engine answers the searches
+    (default: make_engine(options)); run names this run in the manifests (default: a run starting now). Writes
+    download_summary.csv, one row per downloaded term, last, and what the engine was asked to
+    context/<run id>.json as each term ends.
     """
     # Checked before any work: an unusable urls CSV raises GimgError here. The pause between search pages
     # defaults to 1 s, or 0 when engine_url is on 127.0.0.1/localhost.
-    searcher = make_engine(options)
+    searcher = engine or make_engine(options)
     terms = list(terms)
+    run = run or Run.start(terms)
     layout = Layout(out)
     layout.remember_terms(terms)
     concurrent_terms = max(1, min(execution.workers or default_workers(), len(terms)))
     downloader = Downloader(options.max_per_host, fetch, max_pixels, min_side)
+
+    def job(term: str) -> TermOutcome:
+        outcome = download_term(term, layout, searcher, options, downloader, run.id)
+        if outcome.status != "skipped":  # a run that only skipped asked the engine nothing
+            save_context_record(layout.context_record(run.id), searcher, run)
+        return outcome
+
     with downloader, ThreadPoolExecutor(concurrent_terms) as pool:
-        jobs = pool.map(lambda term: download_term(term, layout, searcher, options, downloader), terms)
-        outcomes = list(tqdm(jobs, total=len(terms), desc="download", unit="term", disable=None))
+        outcomes = list(tqdm(pool.map(job, terms), total=len(terms), desc="download", unit="term", disable=None))
+    if any(outcome.status != "skipped" for outcome in outcomes):
+        save_context_record(layout.context_record(run.id), searcher, run)  # the last word, whichever term ended last
     if any(outcome.status == "done" for outcome in outcomes) or not layout.download_summary.exists():
         write_download_summary(layout, options)
     return outcomes
@@ -305,14 +322,60 @@ def write_download_summary(layout: Layout, options: DownloadOptions) -> None:
     """download_summary.csv: per term with a manifest, its counts, success share and low-yield flag."""
     rows = []
     for term in layout.terms_with("manifest"):
-        with layout.manifest(term).open(newline="", encoding="utf-8") as handle:
-            records = [Record(**{**row, "rank": int(row["rank"])}) for row in csv.DictReader(handle)]
+        records = read_manifest(layout.manifest(term))
         counts = Counter(record.status for record in records)
         share = success_share(records)
         rows.append({"term": term, "results": len(records), **{status: counts[status] for status in STATUSES},
                      "success_share": round(share, 4), "low_yield": share < options.min_success,
                      "most_common_problem": most_common_problem(records)})
     write_csv(layout.download_summary, rows, SUMMARY_COLUMNS)
+
+
+def read_manifest(path: Path) -> list[Record]:
+    """The rows of a term's manifest as records (a manifest written before the run column has run "")."""
+    with path.open(newline="", encoding="utf-8") as handle:
+        return [Record(**{**row, "rank": int(row["rank"])}) for row in csv.DictReader(handle)]
+
+
+def retry_term(term: str, layout: Layout, downloader: Downloader, run: str) -> TermOutcome:
+    """Fetch again the results of a term's manifest whose status is failed, rewrite the manifest, and say what changed.
+
+    Rows of a killed retry are taken from the journal. Kept images get their perceptual hash back from their
+    files, so near duplicates are found again among all of them.
+    """
+    folder = layout.downloaded(term)
+    before = read_manifest(layout.manifest(term))
+    failed = [record for record in before if record.status == "failed"]
+    if not failed:
+        return TermOutcome(term, "skipped", "no failed results to retry")
+    journaled = read_journal(layout.journal(term))
+    retried = [journaled[r.key] for r in failed if r.key in journaled and _still_on_disk(journaled[r.key], folder)]
+    done = {record.key for record in retried}
+    todo = [SearchResult(r.rank, r.url, r.source_page, r.engine) for r in failed if r.key not in done]
+    journal = Journal(layout.journal(term))
+    try:
+        for batch in downloader.download(todo, folder, run):
+            journal.append(batch)
+            retried += batch
+    finally:
+        journal.close()
+    kept = [_rehashed(record, folder) for record in before if record.status != "failed"]
+    records = kept + retried
+    _finish(layout, term, records, len(records), len(records), 0)
+    after = {record.key: record.status for record in records}
+    counts = Counter(after[record.key] for record in failed)
+    changed = sum(after[record.key] != record.status for record in before if record.status != "failed")
+    detail = f"retried {len(failed)} failed: " + ", ".join(
+        f"{counts[status]} {'still failed' if status == 'failed' else status}" for status in STATUSES if counts[status])
+    return TermOutcome(term, "done", detail + (f"; {changed} earlier rows changed status" if changed else ""))
+
+
+def _rehashed(record: Record, folder: Path) -> Record:
+    """A manifest row of a kept image with its perceptual hash (which the manifest does not keep) from its file."""
+    if record.status != "downloaded":
+        return record
+    on_disk = _from_disk(SearchResult(record.rank, record.url, record.source_page, record.engine), folder, record.run)
+    return replace(record, phash=on_disk.phash) if on_disk else record
 
 
 def _search(term: str, layout: Layout, engine: Engine, limit: int) -> list[SearchResult]:
@@ -338,7 +401,7 @@ def _still_on_disk(record: Record, folder: Path) -> bool:
     return path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() == record.sha256
 
 
-def _from_disk(result: SearchResult, folder: Path) -> Record | None:
+def _from_disk(result: SearchResult, folder: Path, run: str = "") -> Record | None:
     """The record of a kept image whose journal row was lost (it was written, then the run was killed)."""
     path = folder / f"{image_stem(result)}.jpg"
     if not path.is_file():
@@ -351,7 +414,7 @@ def _from_disk(result: SearchResult, folder: Path) -> Record | None:
         return None
     fetched = datetime.fromtimestamp(path.stat().st_mtime, UTC).isoformat(timespec="seconds")
     return Record(result.rank, result.url, result.source_page, result.engine, fetched,
-                  hashlib.sha256(data).hexdigest(), "downloaded", "", path.name, phash)
+                  hashlib.sha256(data).hexdigest(), "downloaded", "", path.name, run, phash)
 
 
 def mark_duplicates(records: list[Record], folder: Path) -> None:

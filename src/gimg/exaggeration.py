@@ -126,3 +126,39 @@ def _unfitted(terms: int, level: float, note: str) -> ExaggerationModel:
     nan = math.nan
     return ExaggerationModel(nan, (nan, nan), nan, (nan, nan), ((nan, nan), (nan, nan)), nan, nan, nan,
                              max(terms - 2, 0), terms, level, note)
+
+
+def share_at_replicates(
+    shares: np.ndarray, images: np.ndarray, census: np.ndarray, rng: np.random.Generator, census_share: float = 0.5
+) -> np.ndarray:
+    """Bootstrap replicates of the model's predicted share of women at census_share.
+
+    shares: each term's share replicates (terms x resamples), e.g. corrected shares that carry the images and the
+    classifier's error rates; each replicate also resamples the terms (as gimg.correction.compare_with_census
+    does) and fits the model to them, so the interval carries all three. A replicate whose terms share one census
+    share, or whose fit does not converge, is NaN.
+    """
+    shares, images, census = (np.asarray(values, dtype=float) for values in (shares, images, census))
+    terms, resamples = shares.shape
+    if terms < 3:
+        return np.full(resamples, math.nan)
+    picks = rng.integers(0, terms, size=(resamples, terms))
+    n, x = images[picks], census[picks] - 0.5
+    women = shares[picks, np.arange(resamples)[:, None]] * n
+    coefficients = np.zeros((resamples, 2))
+    step = np.full((resamples, 2), np.inf)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        for _ in range(_ITERATIONS):  # the same IRLS as exaggeration_model, for every replicate at once
+            share = _logistic(coefficients[:, :1] + coefficients[:, 1:] * x)
+            weight = n * share * (1 - share)
+            a, b, c = weight.sum(axis=1), (weight * x).sum(axis=1), (weight * x * x).sum(axis=1)
+            residual = women - n * share
+            g, h = residual.sum(axis=1), (residual * x).sum(axis=1)
+            determinant = a * c - b * b
+            step = np.column_stack([(c * g - b * h) / determinant, (a * h - b * g) / determinant])
+            coefficients = coefficients + step
+            if np.nanmax(np.abs(step)) < _TOLERANCE:
+                break
+        predicted = _logistic(coefficients[:, 0] + coefficients[:, 1] * (census_share - 0.5))
+    converged = np.all(np.abs(step) < 1e-6, axis=1)
+    return np.where(converged, predicted, math.nan)

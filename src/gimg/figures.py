@@ -57,7 +57,8 @@ def plot_scatter(result: AnalysisResult) -> bytes:
                           textcoords="offset points", fontsize=7)
     axes.set(xlim=(0, 1), ylim=(0, 1), aspect="equal")
     axes.set_xlabel("share of women in the occupation (BLS census)")
-    axes.set_ylabel(f"share of women among faces in search results ({result.options.policy} face policy), corrected")
+    axes.set_ylabel("share of women among the images coded" if result.coded else
+                    f"share of women among faces in search results ({result.options.policy} face policy), corrected")
     if math.isnan(result.pearson_r):
         title = f"Search vs census (n = {result.n_terms}; no correlation: too few terms)"
     else:

@@ -32,6 +32,16 @@ RUNS = "runs"
 EVALUATION_JSON = "evaluation.json"
 VALIDATION = "validation"
 LABELS = "labels"
+STUDY_INDEX = "study.json"  # the study's waves and branches (gimg.design), at the top of --out
+CONTEXT = "context"  # one context record per download run of a branch: <run id>.json
+SEARCHES = "searches"  # what `gimg search` writes: <run id>.csv and each branch's context record
+COMPARISON = "comparison"  # the study-level comparison of its branches
+DEMO_SITE = "demo_site"
+# Names a wave's folder must not take, as they are already parts of a tree at the top of --out.
+RESERVED_NAMES = frozenset(name.casefold() for name in (
+    "Downloaded_images", "Cropped_faces", "Datasets", "analysis", VALIDATION, RUNS, CONTEXT, SEARCHES, COMPARISON,
+    DEMO_SITE,
+))
 
 _MAX_FOLDER_BYTES = 80
 _UNSAFE = re.compile(r"[^\w\-. ]+")
@@ -162,7 +172,7 @@ class Layout:
     @property
     def demo_site(self) -> Path:
         """The local engine's site that `gimg demo` builds and serves: img/, index.csv (the truth), terms.txt."""
-        return self.out / "demo_site"
+        return self.out / DEMO_SITE
 
     @property
     def validation(self) -> Path:
@@ -241,6 +251,86 @@ class Layout:
                 f"nothing to {stage} in {self.out}: run `gimg {previous}` first (or pass the right --out)"
             )
         return terms
+
+    # Study designs (gimg.design): the index of waves and branches, run records, and the comparison.
+
+    @property
+    def study_index(self) -> Path:
+        """OUT/study.json: the study's waves and branches, each branch a complete output tree of its own."""
+        return self.out / STUDY_INDEX
+
+    def context_record(self, run: str) -> Path:
+        """What one download run asked its engine (gimg.engines.record.ContextRecord): context/<run id>.json."""
+        return self.out / CONTEXT / f"{run}.json"
+
+    def search_list(self, run: str) -> Path:
+        """The result lists `gimg search` wrote in one run: searches/<run id>.csv, replayable with --engine urls."""
+        return self.out / SEARCHES / f"{run}.csv"
+
+    def search_context(self, run: str, branch: str) -> Path:
+        """The context record of one engine and market of a `gimg search` run."""
+        return self.out / SEARCHES / f"{run}-{branch}.json"
+
+    @property
+    def ranks_csv(self) -> Path:
+        """Per term: share, rank-weighted share, first woman's and man's rank, mean ranks."""
+        return self.analysis / "ranks.csv"
+
+    @property
+    def rank_bands_csv(self) -> Path:
+        """The share of women in each rank band (1-10, 11-20, 21-50, 51-100, 101+), with intervals."""
+        return self.analysis / "rank_bands.csv"
+
+    @property
+    def rank_bands_png(self) -> Path:
+        return self.analysis / "rank_bands.png"
+
+    @property
+    def comparison(self) -> Path:
+        """OUT/comparison/: the branches of a study side by side, their differences, overlap, drift, report."""
+        return self.out / COMPARISON
+
+    @property
+    def comparison_branches_csv(self) -> Path:
+        """One row per analysed branch: its headline numbers (census comparison, exaggeration, rank test)."""
+        return self.comparison / "branches.csv"
+
+    @property
+    def side_by_side_csv(self) -> Path:
+        """The share of women per term in each branch, with intervals."""
+        return self.comparison / "side_by_side.csv"
+
+    @property
+    def differences_csv(self) -> Path:
+        """Per term, the difference between two engines (or markets) of one wave, with intervals."""
+        return self.comparison / "differences.csv"
+
+    @property
+    def drift_csv(self) -> Path:
+        """Per term, the change between two waves of one engine and market, with intervals and a flag."""
+        return self.comparison / "drift.csv"
+
+    @property
+    def overlap_csv(self) -> Path:
+        """Per term, how many result URLs two branches share (Jaccard index)."""
+        return self.comparison / "overlap.csv"
+
+    @property
+    def comparison_bands_csv(self) -> Path:
+        """The share of women by rank band in each branch."""
+        return self.comparison / "rank_bands.csv"
+
+    @property
+    def comparison_json(self) -> Path:
+        return self.comparison / "comparison.json"
+
+    @property
+    def comparison_report(self) -> Path:
+        return self.comparison / "report.html"
+
+    def comparison_figure(self, name: str) -> Path:
+        """One of the comparison's figures as PNG: engines, drift or rank_bands."""
+        return self.comparison / f"{name}.png"
 
 
 def settings_path(output: Path) -> Path:

@@ -1,4 +1,5 @@
-"""A local image search engine on 127.0.0.1 that serves labelled faces in Bing's result markup, and the demo."""
+"""A local image search engine on 127.0.0.1 that serves labelled faces in Bing's result markup and DuckDuckGo's
+token page and i.js JSON, per engine and market when its site says so, and the demo."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import random
 import threading
 import zlib
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Iterator
@@ -17,6 +19,8 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 import pandas as pd
 from PIL import Image, ImageOps
 
+from .engines.context import SearchContext
+from .engines.duckduckgo import duckduckgo_region
 from .errors import MissingInputError
 from .layout import Layout, folder_name, write_csv
 from .options import AnalyzeOptions, SampleOptions
@@ -38,6 +42,9 @@ DEMO_RATERS = {"site_truth_1": 0, "site_truth_2": 0, "site_truth_noisy": 8}
 _CANVAS = 480
 _FACE = 200
 _PAGE_SIZE_DEFAULT = 35
+_DUCKDUCKGO_PAGE = 100  # results per i.js answer, as DuckDuckGo gives them
+INDEX_COLUMNS = ["term", "rank", "image", "source_face", "gender"]
+SOURCE_COLUMNS = ["engine", "market"]  # in a site built per engine and market
 
 
 def compose_scene(face: Image.Image, *, seed: int) -> Image.Image:
@@ -67,25 +74,59 @@ def build_site(labels: pd.DataFrame, images: Path, site: Path, shares: dict[str,
     Faces are drawn from labels (file, gender) without repeats within a term, or across terms when reuse is
     False. Returns the truth table (term, rank, image, source_face, gender), also written to site/index.csv.
     """
+    pools, rng = _pools(labels, seed)
+    (site / "img").mkdir(parents=True, exist_ok=True)
+    rows = []
+    for term, share in shares.items():
+        rows += _term_images(term, share, per_term, pools, rng, reuse, images, site, f"{seed}/{term}")
+    write_csv(site / "index.csv", rows, INDEX_COLUMNS)
+    return pd.DataFrame(rows)
+
+
+def build_branch_site(labels: pd.DataFrame, images: Path, site: Path,
+                      shares: dict[tuple[str, str], dict[str, float]], *, per_term: int = 10,
+                      seed: int = 0, prefix: str = "") -> pd.DataFrame:
+    """A site that answers each (engine, market) with its own results: shares maps (engine, market) to the share
+    of women per term (market "" for requests without one). Returns the truth table (INDEX_COLUMNS plus engine,
+    market), also written to site/index.csv. The same seed and shares build the same images under the same names;
+    prefix starts every image's name (to tell another wave's images apart).
+    """
+    pools, rng = _pools(labels, seed)
+    (site / "img").mkdir(parents=True, exist_ok=True)
+    rows = []
+    for (engine, market), terms in shares.items():
+        for term, share in terms.items():
+            name = f"{prefix}{engine}_{market or 'any'}_"
+            made = _term_images(term, share, per_term, pools, rng, True, images, site, f"{seed}/{name}{term}", name)
+            rows += [{**row, "engine": engine, "market": market} for row in made]
+    write_csv(site / "index.csv", rows, [*INDEX_COLUMNS, *SOURCE_COLUMNS])
+    return pd.DataFrame(rows)
+
+
+def _pools(labels: pd.DataFrame, seed: int) -> tuple[dict[str, list[str]], random.Random]:
+    """The labelled faces by gender, shuffled, and the generator that draws from them."""
     pools = {gender: labels[labels.gender == gender].file.tolist() for gender in ("female", "male")}
     rng = random.Random(seed)
     for pool in pools.values():
         rng.shuffle(pool)
+    return pools, rng
+
+
+def _term_images(term: str, share: float, per_term: int, pools: dict[str, list[str]], rng: random.Random,
+                 reuse: bool, images: Path, site: Path, scene_seed: str, prefix: str = "") -> list[dict]:
+    """Compose one term's images (round(share x per_term) women) in a random order; their truth rows."""
+    n_women = round(share * per_term)
+    picks = [(face, "female") for face in _draw(pools["female"], n_women, rng, reuse)]
+    picks += [(face, "male") for face in _draw(pools["male"], per_term - n_women, rng, reuse)]
+    rng.shuffle(picks)
     rows = []
-    (site / "img").mkdir(parents=True, exist_ok=True)
-    for term, share in shares.items():
-        n_women = round(share * per_term)
-        picks = [(face, "female") for face in _draw(pools["female"], n_women, rng, reuse)]
-        picks += [(face, "male") for face in _draw(pools["male"], per_term - n_women, rng, reuse)]
-        rng.shuffle(picks)
-        for rank, (source, gender) in enumerate(picks, start=1):
-            image = f"{folder_name(term)}_{rank:03d}.jpg"
-            with Image.open(images / source) as face:
-                scene = compose_scene(face, seed=zlib.crc32(f"{seed}/{term}/{rank}".encode()))
-                scene.save(site / "img" / image, quality=90)
-            rows.append({"term": term, "rank": rank, "image": image, "source_face": source, "gender": gender})
-    write_csv(site / "index.csv", rows, ["term", "rank", "image", "source_face", "gender"])
-    return pd.DataFrame(rows)
+    for rank, (source, gender) in enumerate(picks, start=1):
+        image = f"{prefix}{folder_name(term)}_{rank:03d}.jpg"
+        with Image.open(images / source) as face:
+            scene = compose_scene(face, seed=zlib.crc32(f"{scene_seed}/{rank}".encode()))
+            scene.save(site / "img" / image, quality=90)
+        rows.append({"term": term, "rank": rank, "image": image, "source_face": source, "gender": gender})
+    return rows
 
 
 def _draw(pool: list[str], count: int, rng: random.Random, reuse: bool) -> list[str]:
@@ -111,33 +152,94 @@ def bing_page(results: list[dict], first: int) -> str:
     return f'<ul class="dgControl_list">{"".join(items)}</ul>' if items else ""
 
 
-class _Handler(BaseHTTPRequestHandler):
+def duckduckgo_token(term: str) -> str:
+    """The vqd token the local engine hands out for a term (tied to the query, as DuckDuckGo's is)."""
+    return f"4-{zlib.crc32(term.encode('utf-8'))}-local"
+
+
+@dataclass
+class LocalEngine:
+    """A running local engine: its base URL, every request it got as (path, query, headers), and its site, which
+    switch() replaces (a new wave of results on the same server)."""
+
+    url: str
     site: Path
     index: pd.DataFrame
+    requests: list[tuple[str, dict[str, str], dict[str, str]]] = field(default_factory=list)
+
+    def switch(self, site: Path) -> None:
+        """Serve another site built by build_site or build_branch_site from now on."""
+        self.site, self.index = site, _read_index(site)
+
+    def queries(self, path: str) -> list[dict[str, str]]:
+        """The query parameters of every request to path, in the order received."""
+        return [query for seen, query, _ in self.requests if seen == path]
+
+
+def _read_index(site: Path) -> pd.DataFrame:
+    return pd.read_csv(site / "index.csv", dtype={"engine": str, "market": str}, keep_default_na=False)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    engine: LocalEngine
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's name)
         url = urlsplit(self.path)
         query = parse_qs(url.query)
+        self.engine.requests.append((url.path, {name: values[0] for name, values in query.items()}, dict(self.headers)))
         if url.path == "/images/async":
             self._results(query)
+        elif url.path == "/" and "q" in query:
+            token = duckduckgo_token(query["q"][0])
+            self._send(200, "text/html; charset=utf-8", f'<html><script>vqd="{token}";</script></html>'.encode())
+        elif url.path == "/i.js":
+            self._duckduckgo(query)
         elif url.path.startswith("/img/"):
-            self._file(self.site / "img" / Path(unquote(url.path)).name, "image/jpeg")
+            self._file(self.engine.site / "img" / Path(unquote(url.path)).name, "image/jpeg")
         elif url.path.startswith("/page/"):
             self._send(200, "text/html", b"<html><body>a page that shows an image</body></html>")
         else:
             self._send(404, "text/plain", b"not found")
 
+    def _rows(self, term: str, source: tuple[str, str]) -> pd.DataFrame:
+        """A term's results in rank order, those of source (engine, market) when the site has them per engine."""
+        index = self.engine.index
+        chosen = index.term == term
+        if "engine" in index.columns:
+            chosen &= (index.engine == source[0]) & (index.market == source[1])
+        return index[chosen].sort_values("rank")
+
+    def _links(self, rows: pd.DataFrame) -> list[dict]:
+        base = f"http://{self.headers['Host']}"
+        return [{"murl": f"{base}/img/{quote(row.image)}", "purl": f"{base}/page/{quote(row.image)}.html"}
+                for row in rows.itertuples()]
+
     def _results(self, query: dict[str, list[str]]) -> None:
         term = query.get("q", [""])[0]
         first = max(int(query.get("first", ["1"])[0]), 1)  # Bing's offsets count from 1
         count = int(query.get("count", [str(_PAGE_SIZE_DEFAULT)])[0])
-        rows = self.index[self.index.term == term].sort_values("rank").iloc[first - 1:first - 1 + count]
-        base = f"http://{self.headers['Host']}"
-        results = [
-            {"murl": f"{base}/img/{quote(row.image)}", "purl": f"{base}/page/{quote(row.image)}.html", "title": term}
-            for row in rows.itertuples()
-        ]
+        rows = self._rows(term, ("bing", query.get("mkt", [""])[0])).iloc[first - 1:first - 1 + count]
+        results = [{**link, "title": term} for link in self._links(rows)]
         self._send(200, "text/html; charset=utf-8", bing_page(results, first).encode())
+
+    def _duckduckgo(self, query: dict[str, list[str]]) -> None:
+        """DuckDuckGo's i.js: 100 results a page from offset s, with a `next` link while more remain."""
+        term = query.get("q", [""])[0]
+        if query.get("vqd", [""])[0] != duckduckgo_token(term):
+            self._send(403, "text/html", b"<html>invalid vqd</html>")
+            return
+        index = self.engine.index
+        markets = set(index.market) if "market" in index.columns else {""}
+        region = query.get("l", ["wt-wt"])[0]
+        market = next((m for m in markets if m and duckduckgo_region(SearchContext(m)) == region), "")
+        start = int(query.get("s", ["0"])[0])
+        rows = self._rows(term, ("duckduckgo", market))
+        results = [{"image": link["murl"], "url": link["purl"], "title": term}
+                   for link in self._links(rows.iloc[start:start + _DUCKDUCKGO_PAGE])]
+        answer: dict = {"results": results}
+        if start + _DUCKDUCKGO_PAGE < len(rows):
+            answer["next"] = f"i.js?q={quote(term)}&o=json&s={start + _DUCKDUCKGO_PAGE}&vqd={quote(query['vqd'][0])}"
+        self._send(200, "application/json", json.dumps(answer).encode())
 
     def _file(self, path: Path, content_type: str) -> None:
         if path.is_file():
@@ -170,12 +272,21 @@ def serving(server: ThreadingHTTPServer) -> Iterator[str]:
 
 
 @contextmanager
+def local_engine(site: Path) -> Iterator[LocalEngine]:
+    """Serve a site built by build_site or build_branch_site on 127.0.0.1 (an ephemeral port), as Bing and as
+    DuckDuckGo at once; yield the running engine."""
+    engine = LocalEngine("", site, _read_index(site))
+    handler = type("SiteHandler", (_Handler,), {"engine": engine})
+    with serving(ThreadingHTTPServer(("127.0.0.1", 0), handler)) as base_url:
+        engine.url = base_url
+        yield engine
+
+
+@contextmanager
 def serve_site(site: Path) -> Iterator[str]:
     """Serve a site built by build_site on 127.0.0.1 (an ephemeral port); yield its base URL."""
-    index = pd.read_csv(site / "index.csv")
-    handler = type("SiteHandler", (_Handler,), {"site": site, "index": index})
-    with serving(ThreadingHTTPServer(("127.0.0.1", 0), handler)) as base_url:
-        yield base_url
+    with local_engine(site) as engine:
+        yield engine.url
 
 
 def demo_faces() -> Path:

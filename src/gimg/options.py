@@ -8,6 +8,8 @@ study file sets them by section, and `*.settings.json` records the fields that c
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Callable
 from dataclasses import Field, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -30,11 +32,15 @@ def option(
     low: float | None = None,
     high: float | None = None,
     affects_output: bool = True,
+    multiple: bool = False,
+    normalise: Callable[[str], str] | None = None,
 ) -> Any:
     """A dataclass field with what the CLI, the study file and the checks need to know about it.
 
     kind is the value's type when the default is None; noun names the choice in errors ("face detector");
     affects_output says whether a changed value must redo the stage's work (workers and --gpu do not).
+    multiple: the option takes one or more values (a comma-separated string, or a list in a study file), each
+    checked, kept once, and joined as "a,b". normalise checks and rewrites one text value (OptionError if bad).
     """
     metadata = {
         "help": help,
@@ -44,6 +50,8 @@ def option(
         "low": low,
         "high": high,
         "affects_output": affects_output,
+        "multiple": multiple,
+        "normalise": normalise,
     }
     return field(default=default, metadata=metadata)
 
@@ -80,10 +88,51 @@ def _check(item: Field, value: Any) -> Any:
             bounds = f"at least {low:g}" if high is None else f"between {low:g} and {high:g}"
             raise OptionError(f"{flag(item)} must be {bounds} (got {value:g})")
         return value
-    value = str(value)
+    if meta["multiple"]:
+        given = value if isinstance(value, (list, tuple)) else str(value).split(",")
+        checked = [_check_text(item, str(part).strip()) for part in given if str(part).strip()]
+        if not checked:
+            raise OptionError(f"{flag(item)} needs a value")
+        return ",".join(dict.fromkeys(checked))
+    return _check_text(item, str(value))
+
+
+def _check_text(item: Field, value: str) -> str:
+    """One text value, checked against the field's choices and normalised."""
+    meta = item.metadata
     if meta["choices"] is not None:
         check_choice(meta["noun"] or item.name, value, meta["choices"])
-    return value
+    if meta["normalise"] is None:
+        return value
+    try:
+        return meta["normalise"](value)
+    except OptionError as error:
+        raise OptionError(f"{flag(item)}: {error}") from None
+
+
+def values_of(text: str | None) -> list[str]:
+    """The values of an option that takes several ("bing,duckduckgo" -> ["bing", "duckduckgo"]); [] for None."""
+    return [part for part in (text or "").split(",") if part]
+
+
+_MARKET = re.compile(r"([a-z]{2,3})-([a-z]{2})", re.IGNORECASE)
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def market_code(text: str) -> str:
+    """A market as language-COUNTRY (en-us -> en-US); OptionError when it is not one."""
+    match = _MARKET.fullmatch(text.strip())
+    if not match:
+        raise OptionError(f"market {text!r} is not language-COUNTRY: write e.g. en-US, de-DE or en-GB")
+    return f"{match[1].lower()}-{match[2].upper()}"
+
+
+def safe_name(text: str) -> str:
+    """A name that can be a folder everywhere (a wave's): letters, digits, '-', '_', '.'; OptionError if not."""
+    if not _SAFE_NAME.fullmatch(text) or text.endswith("."):
+        raise OptionError(f"{text!r} is not a safe name: use up to 64 letters, digits, '-', '_' or '.', "
+                          "starting with a letter or digit (e.g. 2026-11 or wave2)")
+    return text
 
 
 class Options:
@@ -112,13 +161,16 @@ def cutoff_option() -> Any:
 class DownloadOptions(Options):
     """Where results come from and how politely they are fetched."""
 
-    engine: str = option("bing", "Search engine to query; `urls` replays a CSV of term,url.",
-                         choices=tuple(ENGINES), noun="engine")
+    engine: str = option("bing", "Search engine(s) to query, comma-separated (bing,duckduckgo runs each); `urls` "
+                                 "replays a CSV of term,url (such as `gimg search` writes).",
+                         choices=tuple(ENGINES), noun="engine", multiple=True)
     engine_url: str | None = option(None, "Base URL of the engine (for a mirror or a local test server), e.g. "
                                           "http://127.0.0.1:8000.", kind=str)
     urls: Path | None = option(None, "CSV with term,url[,rank] columns, for --engine urls.", kind=Path)
-    market: str | None = option(None, "Market (region) to search in, as language-COUNTRY, e.g. en-US or de-DE. "
-                                      "Default: the engine's own, which follows this machine's IP address.", kind=str)
+    market: str | None = option(None, "Market(s) (region) to search in, as language-COUNTRY, comma-separated, e.g. "
+                                      "en-US or en-US,en-GB (each engine runs in each market). Default: the "
+                                      "engine's own, which follows this machine's IP address.", kind=str,
+                                multiple=True, normalise=market_code)
     language: str | None = option(None, "Language of the engine's interface and results, e.g. en or de. Default: "
                                         "the market's.", kind=str)
     safe_search: str = option("moderate", "Safe search: off, moderate (the engines' default) or strict.",
@@ -127,6 +179,11 @@ class DownloadOptions(Options):
     max_per_host: int = option(4, "Most downloads in flight to any one host, to stay polite.", low=1)
     min_success: float = option(0.5, "Warn about a term when a smaller share of its results could be downloaded "
                                      "(flagged in download_summary.csv).", low=0, high=1)
+    wave: str | None = option(None, "Wave (a round of searches, e.g. 2026-11 or wave2) to start or resume; earlier "
+                                    "waves are kept. Default: the study's first wave, named by the date it started.",
+                              kind=str, normalise=safe_name)
+    retry_failed: bool = option(False, "In terms that have a manifest, fetch again only the results whose status "
+                                       "is failed, and rewrite the manifest.", affects_output=False)
 
 
 @dataclass(frozen=True)
@@ -174,6 +231,9 @@ class AnalyzeOptions(Options):
                                 "comparison.", low=1)
     resamples: int = option(2000, "Bootstrap replicates for the 95% intervals.", low=100)
     seed: int = option(0, "Seed of the bootstrap.")
+    codes: Path | None = option(None, "CSV of term, rank, gender (woman/man)[, url]: analyze a study coded by "
+                                      "people instead of the classified faces under --out (no classifier "
+                                      "correction).", kind=Path)
 
 
 COUNTING = ("policy", "cutoff", "min_box")  # the AnalyzeOptions that decide which faces count, and as what

@@ -7,29 +7,39 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from .analyze import AnalysisResult, analyze, read_census, write_tables
+from .analyze import AnalysisResult, analyze, analyze_coded_study, read_census, write_tables
 from .classify import ClassifyRecord, CropClassifier, check_gpu, load_classifier, run_classify, write_dataset
+from .compare import StudyComparison, compare_study, write_comparison_tables
 from .correction import load_evaluation
+from .design import WHOLE, Branch, branch_engine, plan_run, read_design, study_branches, write_design
 from .download import run_download
-from .errors import GimgError
+from .engines.record import Run
+from .errors import GimgError, MissingInputError
 from .faces import CropRecord, crop_terms
 from .labelreport import run_label_report
 from .layout import Layout, read_terms
-from .options import AnalyzeOptions, ClassifyOptions, CropOptions, ExecutionOptions, StudyConfig
+from .options import AnalyzeOptions, ClassifyOptions, CropOptions, DownloadOptions, ExecutionOptions, StudyConfig
 from .outcome import TermOutcome
 from .report import write_report
 from .studyfile import record_run
+from .studyreport import write_study_report
+
+OnStage = Callable[[str, list[TermOutcome]], object]
 
 
 def run_analyze(out: Path, options: AnalyzeOptions = AnalyzeOptions()) -> AnalysisResult:
-    """Analyze every classified term: analysis/summary.csv, analysis.json, scatter.png and report.html.
+    """Analyze every classified term (or, with options.codes, a study coded by people): analysis/summary.csv,
+    ranks.csv, rank_bands.csv, analysis.json, scatter.png, rank_bands.png and report.html.
 
     When people labelled faces of the study (validation/labels/), their report is written first, so that the analysis
     corrects with the study's own error rates.
     """
-    notes = report_labels(out, options)
-    result = analyze(out, options)
-    result.notes[:0] = notes
+    if options.codes is not None:
+        result = analyze_coded_study(out, options)
+    else:
+        notes = report_labels(out, options)
+        result = analyze(out, options)
+        result.notes[:0] = notes
     write_tables(result)
     write_report(result)
     return result
@@ -82,14 +92,98 @@ def run_crop_classify(
 
 @dataclass
 class PipelineResult:
-    """Every stage's per-term outcomes, and the analysis."""
+    """Every stage's per-term outcomes (over all branches of the run), each branch's analysis, the comparison."""
 
     outcomes: dict[str, list[TermOutcome]] = field(default_factory=dict)
-    analysis: AnalysisResult | None = None
+    analyses: dict[Branch, AnalysisResult] = field(default_factory=dict)
+    comparison: StudyComparison | None = None
 
     @property
     def failures(self) -> list[TermOutcome]:
         return [o for outcomes in self.outcomes.values() for o in outcomes if o.status == "failed"]
+
+    @property
+    def analysis(self) -> AnalysisResult | None:
+        """The analysis of a run with one branch."""
+        return next(iter(self.analyses.values())) if len(self.analyses) == 1 else None
+
+
+def stage_name(stage: str, branch: Branch, labelled: bool) -> str:
+    """How a stage on a branch is logged: "crop", or "crop [wave/engine_market]" in a study of several branches."""
+    return f"{stage} [{branch.label}]" if labelled else stage
+
+
+def run_study_download(
+    terms: Path | list[str],
+    out: Path,
+    options: DownloadOptions = DownloadOptions(),
+    execution: ExecutionOptions = ExecutionOptions(),
+    *,
+    on_stage: OnStage = lambda stage, outcomes: None,
+) -> dict[Branch, list[TermOutcome]]:
+    """Download terms in every branch of the run (engines x markets of its wave), each into its own output tree.
+
+    Registers the run's wave and branches in OUT/study.json first; every engine is made (and so checked) before
+    any work. All branches share one run id, which their manifests and context records name.
+    """
+    names = read_terms(terms) if isinstance(terms, Path) else list(terms)
+    run = Run.start(terms if isinstance(terms, Path) else names)
+    plan = plan_run(out, options, run.started)
+    engines = [branch_engine(options, branch) for branch in plan.branches]
+    write_design(out, plan.design)
+    labelled = len(plan.design.branches) > 1
+    outcomes = {}
+    for branch, engine in zip(plan.branches, engines):
+        outcomes[branch] = run_download(names, branch.path(out), branch.download_options(options), execution,
+                                        engine=engine, run=run)
+        on_stage(stage_name("download", branch, labelled), outcomes[branch])
+    return outcomes
+
+
+def run_each_branch(
+    out: Path, stage: str, work: Callable[[Path], list[TermOutcome]], *, on_stage: OnStage = lambda s, o: None
+) -> list[TermOutcome]:
+    """Run one stage (work on a branch's folder) on every branch of the study at out (out itself without an index).
+
+    In a study of several branches, a branch with nothing to work on fails alone; the others go on.
+    """
+    branches = study_branches(out)
+    outcomes = []
+    for branch in branches:
+        try:
+            done = work(branch.path(out))
+        except MissingInputError as error:
+            if len(branches) == 1:
+                raise
+            done = [TermOutcome(branch.label, "failed", str(error))]
+        on_stage(stage_name(stage, branch, len(branches) > 1), done)
+        outcomes += done
+    return outcomes
+
+
+def run_compare(out: Path, options: AnalyzeOptions = AnalyzeOptions()) -> StudyComparison:
+    """Compare the branches of a study: OUT/comparison/ tables, figures and report.html."""
+    comparison = compare_study(out, options)
+    write_comparison_tables(comparison)
+    write_study_report(comparison)
+    return comparison
+
+
+def run_study_analyze(
+    out: Path, options: AnalyzeOptions = AnalyzeOptions()
+) -> tuple[dict[Branch, AnalysisResult], StudyComparison | None]:
+    """Analyze every branch of the study at out, and compare them when there are several (--codes: out alone)."""
+    if options.codes is not None:
+        return {WHOLE: run_analyze(out, options)}, None
+    branches = study_branches(out)
+    analyses = {}
+    for branch in branches:
+        if len(branches) > 1 and not Layout(branch.path(out)).terms_with("dataset"):
+            continue  # not classified yet: the comparison says so
+        analyses[branch] = run_analyze(branch.path(out), options)
+    if not analyses:
+        Layout(out).require_terms_with("dataset", "analyze", "classify")
+    return analyses, run_compare(out, options) if len(branches) > 1 else None
 
 
 def run_pipeline(
@@ -97,14 +191,16 @@ def run_pipeline(
     out: Path,
     config: StudyConfig = StudyConfig(),
     *,
-    on_stage: Callable[[str, list[TermOutcome]], object] = lambda stage, outcomes: None,
+    on_stage: OnStage = lambda stage, outcomes: None,
 ) -> PipelineResult:
-    """Run the four stages on terms (a terms file, or a list of terms) and record the options in OUT/runs/.
+    """Run the four stages on terms (a terms file, or a list of terms) in every branch of the run, compare the
+    study's branches when it has several, and record the options in OUT/runs/.
 
     Options that could only fail late (census, evaluation, GPU) are checked first. Crop and classify run as
     one pass over the images (run_crop_classify), with both stages' outputs.
     """
-    names = read_terms(terms) if isinstance(terms, Path) else list(terms)
+    if isinstance(terms, Path):
+        read_terms(terms)  # a missing or empty terms file stops here, before any record or work
     read_census(config.analyze.census)
     if config.analyze.evaluation is not None:
         load_evaluation(config.analyze.evaluation)
@@ -112,14 +208,20 @@ def run_pipeline(
         check_gpu(config.classify)
     record_run(out, "pipeline", config.__dict__, terms if isinstance(terms, Path) else None)
     result = PipelineResult()
-    result.outcomes["download"] = run_download(names, out, config.download, config.execution)
-    on_stage("download", result.outcomes["download"])
-    if not Layout(out).terms_with("manifest"):
-        return result  # nothing was downloaded: the failures say why, and there is nothing to crop
-    result.outcomes["crop"], result.outcomes["classify"] = run_crop_classify(
-        out, config.crop, config.classify, config.execution
-    )
-    on_stage("crop", result.outcomes["crop"])
-    on_stage("classify", result.outcomes["classify"])
-    result.analysis = run_analyze(out, config.analyze)
+    downloads = run_study_download(terms, out, config.download, config.execution, on_stage=on_stage)
+    result.outcomes = {"download": [o for outcomes in downloads.values() for o in outcomes], "crop": [],
+                       "classify": []}
+    labelled = len(read_design(out).branches) > 1
+    for branch in downloads:
+        folder = branch.path(out)
+        if not Layout(folder).terms_with("manifest"):
+            continue  # nothing was downloaded: the failures say why, and there is nothing to crop
+        crop, classify = run_crop_classify(folder, config.crop, config.classify, config.execution)
+        on_stage(stage_name("crop", branch, labelled), crop)
+        on_stage(stage_name("classify", branch, labelled), classify)
+        result.outcomes["crop"] += crop
+        result.outcomes["classify"] += classify
+        result.analyses[branch] = run_analyze(folder, config.analyze)
+    if labelled and result.analyses:
+        result.comparison = run_compare(out, config.analyze)
     return result

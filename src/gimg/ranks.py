@@ -67,15 +67,16 @@ def _draw_term(ranks: np.ndarray, women: np.ndarray, resamples: int, rng: np.ran
     """Resample one term's images with replacement `resamples` times."""
     picks = rng.integers(0, len(ranks), size=(resamples, len(ranks)))
     drawn_women, drawn_ranks = women[picks], ranks[picks]
-    weights = rank_weights(drawn_ranks)
-    bands = band_of(drawn_ranks)
-    in_band = bands[None, :, :] == np.arange(len(RANK_BANDS))[:, None, None]  # band x replicate x image
+    weights = rank_weights(ranks)[picks]
+    # Each drawn image's slot among replicate x band, counted in one pass.
+    slots = (band_of(ranks)[picks] + len(RANK_BANDS) * np.arange(resamples)[:, None]).ravel()
+    size = resamples * len(RANK_BANDS)
     return _TermDraws(
         share=drawn_women.mean(axis=1),
         weighted=(weights * drawn_women).sum(axis=1) / weights.sum(axis=1),
         difference=_mean_rank_difference(drawn_ranks, drawn_women),
-        band_women=(in_band & (drawn_women[None] == 1)).sum(axis=2),
-        band_images=in_band.sum(axis=2),
+        band_women=np.bincount(slots, weights=drawn_women.ravel(), minlength=size).reshape(resamples, -1).T,
+        band_images=np.bincount(slots, minlength=size).reshape(resamples, -1).T,
     )
 
 
@@ -98,13 +99,15 @@ class WeightedShare:
 @dataclass(frozen=True)
 class RankTables:
     """Per-term rank statistics (TERM_COLUMNS), shares by rank band (BAND_COLUMNS), the study's weighted share,
-    and each term's share replicates (terms x resamples, in the order of `terms`) for census comparisons."""
+    and each term's share replicates (terms x resamples, in the order of `terms`) for census comparisons; the
+    bands' pooled share replicates (bands x resamples, in the order of `bands`) for a correction per band."""
 
     terms: pd.DataFrame
     bands: pd.DataFrame
     weighted: WeightedShare
     share_replicates: np.ndarray
     difference_replicates: np.ndarray
+    band_replicates: np.ndarray
 
 
 def rank_tables(codes: pd.DataFrame, resamples: int, rng: np.random.Generator, level: float = LEVEL) -> RankTables:
@@ -133,34 +136,37 @@ def rank_tables(codes: pd.DataFrame, resamples: int, rng: np.random.Generator, l
             "rank_difference": float(_mean_rank_difference(ranks, women)),
         })
     terms = pd.DataFrame(rows, columns=TERM_COLUMNS)
+    bands, band_replicates = _bands(codes, draws, level)
     return RankTables(
         terms=terms,
-        bands=_bands(codes, draws, level),
+        bands=bands,
         weighted=_weighted(terms, draws, level),
         share_replicates=np.array([drawn.share for drawn in draws]).reshape(len(draws), resamples),
         difference_replicates=np.array([drawn.difference for drawn in draws]).reshape(len(draws), resamples),
+        band_replicates=band_replicates.reshape(len(bands), resamples),
     )
 
 
-def _bands(codes: pd.DataFrame, draws: list[_TermDraws], level: float) -> pd.DataFrame:
-    """Pooled share of women in each rank band that holds any image, with its bootstrap interval."""
+def _bands(codes: pd.DataFrame, draws: list[_TermDraws], level: float) -> tuple[pd.DataFrame, np.ndarray]:
+    """Pooled share of women in each rank band that holds any image, with its bootstrap interval and replicates."""
     bands = band_of(codes["rank"].to_numpy())
     women = codes["woman"].to_numpy(dtype=bool)
     band_women = sum(drawn.band_women for drawn in draws)
     band_images = sum(drawn.band_images for drawn in draws)
-    rows = []
+    rows, replicates_by_band = [], []
     for index, (name, _, _) in enumerate(RANK_BANDS):
         inside = bands == index
         if not inside.any():
             continue
         with np.errstate(invalid="ignore", divide="ignore"):
             replicates = band_women[index] / band_images[index]
+        replicates_by_band.append(replicates)
         rows.append({
             "band": name, "terms": codes.loc[inside, "term"].nunique(), "images": int(inside.sum()),
             "women": int(women[inside].sum()), "share_women": float(women[inside].mean()),
             **dict(zip(("share_low", "share_high"), interval(replicates, level))),
         })
-    return pd.DataFrame(rows, columns=BAND_COLUMNS)
+    return pd.DataFrame(rows, columns=BAND_COLUMNS), np.array(replicates_by_band)
 
 
 def _weighted(terms: pd.DataFrame, draws: list[_TermDraws], level: float) -> WeightedShare:
@@ -218,7 +224,8 @@ def rank_test(
         observed.append(difference)
         pooled.append((difference, k * (n - k) / n))
         shuffled = rng.permuted(np.broadcast_to(women, (permutations, n)), axis=1)
-        null += _mean_rank_difference(ranks[None, :], shuffled)
+        women_sums = shuffled @ ranks  # the sum of the women's ranks in each permutation
+        null += women_sums / k - (ranks.sum() - women_sums) / (n - k)
         midranks = stats.rankdata(ranks)
         ties = np.unique(ranks, return_counts=True)[1]
         numerator += (midranks[women == 1].sum() - k * (n + 1) / 2) / (n + 1)

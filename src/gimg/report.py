@@ -13,6 +13,8 @@ from . import __version__
 from .analyze import STRIP_FACES, AnalysisResult
 from .figures import plot_scatter, thumbnail
 from .layout import atomic_path
+from .literature import Literature
+from .plots import rank_bands_figure
 from .reportrates import rate_draws, rates_warning, study_words
 
 _STYLE = """
@@ -180,8 +182,90 @@ def _term_list(terms: list[str], empty: str) -> str:
     return f"<p>{', '.join(escape(term) for term in terms)}</p>" if terms else f"<p>{escape(empty)}</p>"
 
 
-def render_report(result: AnalysisResult, png: bytes, generated: datetime) -> str:
-    """The report's HTML text: headline, method, scatter, per-term table, face strips, provenance."""
+def _image(png: bytes, alt: str) -> str:
+    """An embedded PNG."""
+    return f'<img alt="{escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode("ascii")}">'
+
+
+def _rank_sections(literature: Literature, bands_png: bytes, coded: bool) -> str:
+    """Where women appear in the ranking, and Kay et al.'s exaggeration model."""
+    bands = "".join(
+        f'<tr><th scope="row">{escape(row.band)}</th><td>{row.terms}</td><td>{row.images}</td><td>{row.women}</td>'
+        f"<td>{_number(row.share_women)}{_interval((row.share_low, row.share_high))}</td>"
+        f"<td>{_number(row.corrected_share)}{_interval((row.corrected_low, row.corrected_high))}</td></tr>"
+        for row in literature.bands.itertuples())
+    correction = (
+        "The corrected share of a band undoes the classifier's errors as a term's does (the same error rates, drawn "
+        "anew in each bootstrap replicate): the correction holds for any set of faces the classifier errs on at "
+        "its measured rates, a band of ranks as much as a term." if literature.corrected else
+        "No correction: the genders were coded by people, or no evaluation of the classifier was available, so the "
+        "corrected column repeats the raw one.")
+    weighted, test, model = literature.weighted, literature.rank_test, literature.exaggeration
+    first = literature.ranks["first_woman_rank"]
+    terms = "".join(
+        f'<tr><th scope="row">{escape(row.term)}</th><td>{row.images}</td><td>{_number(row.share_women)}</td>'
+        f"<td>{_number(row.weighted_share)}</td><td>{_number(row.first_woman_rank, 0)}</td>"
+        f"<td>{_number(row.women_mean_rank, 1)}</td><td>{_number(row.men_mean_rank, 1)}</td></tr>"
+        for row in literature.ranks.itertuples())
+    slope = "" if model.note else f"<p>The model's {escape(model.slope_sentence())}.</p>"
+    pooling = "A band's share pools its images over terms; intervals resample images within terms."
+    counted = (f"<p>Each coded image counts once. {pooling} {correction}</p>" if coded else
+               f"<p>Each image counts once, with the face the policy counts (under the policy <code>all</code>, its "
+               f"biggest). {pooling} {correction} The rank statistics below use the genders as called, without "
+               "correction: errors that do not depend on rank leave the test valid but weaken it, and pull rank "
+               "differences towards 0.</p>")
+    return (
+        "<h2>Where women appear in the ranking</h2>"
+        + _image(bands_png, "Share of women by rank band, with 95% intervals")
+        + "<table><tr><th>rank band</th><th>terms</th><th>images</th><th>women</th><th>raw share [95% CI]</th>"
+        f"<th>corrected share [95% CI]</th></tr>{bands}</table>"
+        + counted
+        + f"<p><b>Rank-weighted share</b> (weights {escape(weighted.weighting)}: attention falls with position): "
+        f"{_number(weighted.weighted)}{_interval(weighted.weighted_ci)} against {_number(weighted.share)}"
+        f"{_interval(weighted.share_ci)} unweighted, a gap of {_number(weighted.gap)}{_interval(weighted.gap_ci)} "
+        "(negative: women are rarer near the top).</p>"
+        f"<p><b>First woman</b>: the first result in {int((first == 1).sum())} of {len(first)} terms; median rank "
+        f"{_number(float(first.median()), 0)}; no woman at all in {int(first.isna().sum())} term(s).</p>"
+        f"<p><b>Do women rank lower than men?</b> (Pew Research Center 2018): {escape(test.sentence())}; "
+        f"{test.permutations} permutations of the genders within terms, every term weighted alike. Weighting each "
+        f"term by its size (n<sub>women</sub>·n<sub>men</sub>/n), the difference is {_number(test.pooled_difference, 1)} "
+        f"places, and van Elteren's stratified rank-sum test gives z = {_number(test.van_elteren_z, 2)}, p = "
+        f"{_p_value(test.van_elteren_p)}. Both are reported: they weight the terms differently, and can "
+        "disagree.</p>"
+        f"<table><tr><th>term</th><th>images</th><th>share</th><th>rank-weighted share</th><th>first woman</th>"
+        f"<th>women's mean rank</th><th>men's mean rank</th></tr>{terms}</table>"
+        "<h2>Stereotype exaggeration (Kay et al. 2015)</h2>"
+        f"<p>A logistic regression of each compared term's share of women in search on its census share "
+        f"(quasi-binomial, weighted by images or counted faces): <b>{escape(literature.exaggeration_sentence())}</b>."
+        f"</p>{slope}"
+    )
+
+
+def _faces_section(result: AnalysisResult) -> str:
+    """Each term's strip of counted faces, with its explanation."""
+    return (
+        f"<h2>The faces of each term</h2>\n<p>Up to {STRIP_FACES} counted faces per term, spread over the term's "
+        "faces ordered by p_female (left: most male, right: most female); a face framed in orange counts as a "
+        f"woman. Hover a face to see its p_female.</p>\n{_strips(result)}"
+    )
+
+
+def _coded_method(result: AnalysisResult) -> str:
+    """The method of a study coded by people, in plain words."""
+    options = result.options
+    return (
+        "<p>The genders were <b>coded by people</b> (one row per image: term, rank, woman or man), so there is no "
+        "classifier and no correction: a term's share is the number of images coded woman divided by the number "
+        f"coded. <b>95% intervals</b> come from {options.resamples} bootstrap replicates (seed {options.seed}) that "
+        f"resample each term's images. The census share is <code>bls_share_women</code> in "
+        f"<code>{escape(result.census)}</code>; terms with fewer than <b>{options.min_faces}</b> coded images are left "
+        f"out of the comparison. Over the {result.n_terms} compared terms, gimg reports Pearson's r and Spearman's ρ "
+        "and the mean signed difference (search − census), with intervals that resample terms and images.</p>"
+    )
+
+
+def render_report(result: AnalysisResult, png: bytes, generated: datetime, bands_png: bytes | None = None) -> str:
+    """The report's HTML text: headline, method, scatter, per-term table, ranks, face strips, provenance."""
     image = base64.b64encode(png).decode("ascii")
     notes = [note for note in (result.correlation_note, *result.notes) if note]
     note = "".join(f'<p class="note">{escape(text)}</p>' for text in notes)
@@ -201,7 +285,7 @@ def render_report(result: AnalysisResult, png: bytes, generated: datetime) -> st
 {rates_warning(result)}
 {note}
 <h2>Method</h2>
-{_method(result)}
+{_coded_method(result) if result.coded else _method(result)}
 <h2>Search vs census</h2>
 <img alt="Scatter plot of the share of women per term: census (x) against corrected search share (y)"
  src="data:image/png;base64,{image}">
@@ -209,10 +293,8 @@ def render_report(result: AnalysisResult, png: bytes, generated: datetime) -> st
 <p>Sorted by difference (corrected search share minus census share): terms where search results show fewer women
 than the census come first. * marks a corrected share clipped to [0, 1].</p>
 {_table(result.summary)}
-<h2>The faces of each term</h2>
-<p>Up to {STRIP_FACES} counted faces per term, spread over the term's faces ordered by p_female (left: most male,
-right: most female); a face framed in orange counts as a woman. Hover a face to see its p_female.</p>
-{_strips(result)}
+{_rank_sections(result.literature, bands_png, result.coded) if result.literature is not None and bands_png else ""}
+{"" if result.coded else _faces_section(result)}
 <h2>Terms without a census share</h2>
 {_term_list(result.without_census, "None: every term has a census share.")}
 {pending}
@@ -229,6 +311,15 @@ def write_report(result: AnalysisResult) -> None:
     layout = result.layout
     with atomic_path(layout.scatter_png) as temporary:
         temporary.write_bytes(png)
-    html = render_report(result, png, datetime.now(timezone.utc))
+    bands_png = None
+    if result.literature is not None and len(result.literature.bands):
+        bands = result.literature.bands.rename(
+            columns={"corrected_share": "share", "corrected_low": "low", "corrected_high": "high"}
+        )[["band", "share", "low", "high"]]
+        title = "Share of women by rank band" + (", corrected" if result.literature.corrected else "")
+        bands_png = rank_bands_figure(bands, title)
+        with atomic_path(layout.rank_bands_png) as temporary:
+            temporary.write_bytes(bands_png)
+    html = render_report(result, png, datetime.now(timezone.utc), bands_png)
     with atomic_path(layout.report_html) as temporary:
         temporary.write_text(html, encoding="utf-8")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..errors import GimgError
 from ..options import DownloadOptions
 from ..registry import ENGINES, resolve
 from .base import Engine, SearchResult, default_page_delay
@@ -20,6 +21,9 @@ def make_engine(
     request the engine sends (each engine makes its own when None). Raises GimgError, before any search, for a bad
     market, an unusable urls CSV or a missing browser.
     """
+    if "," in options.engine or "," in (options.market or ""):
+        raise GimgError(f"one engine in one market at a time, not {options.engine!r} in {options.market!r}: "
+                        "gimg.pipeline.run_study_download runs each engine in each market")
     delay = default_page_delay(options.engine_url) if page_delay is None else page_delay
     context = SearchContext(options.market, options.language, options.safe_search)
     return resolve("engine", options.engine)(options, page_delay=delay, context=context, recorder=recorder)

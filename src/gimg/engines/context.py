@@ -6,9 +6,8 @@ import re
 from dataclasses import dataclass
 
 from ..errors import GimgError
-from ..options import SAFE_SEARCH
+from ..options import SAFE_SEARCH, market_code
 
-_MARKET = re.compile(r"([a-z]{2,3})-([a-z]{2})", re.IGNORECASE)
 _LANGUAGE = re.compile(r"([a-z]{2,3})(?:-([a-z]{2}))?", re.IGNORECASE)
 
 
@@ -27,10 +26,7 @@ class SearchContext:
 
     def __post_init__(self) -> None:
         if self.market is not None:
-            match = _MARKET.fullmatch(self.market.strip())
-            if not match:
-                raise GimgError(f"market {self.market!r} is not language-COUNTRY: write e.g. en-US, de-DE or en-GB")
-            object.__setattr__(self, "market", f"{match[1].lower()}-{match[2].upper()}")
+            object.__setattr__(self, "market", market_code(self.market))
         if self.language is not None:
             match = _LANGUAGE.fullmatch(self.language.strip())
             if not match:

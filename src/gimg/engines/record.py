@@ -17,6 +17,7 @@ from urllib.parse import parse_qsl, urlsplit
 import requests
 
 from .. import __version__
+from ..layout import atomic_path
 from .context import SearchContext
 
 CONTEXT_FORMAT = "gimg-context/1"
@@ -137,13 +138,16 @@ class ContextRecord:
     requests: tuple[RequestRecord, ...] = ()
     gimg_version: str = __version__
     format: str = field(default=CONTEXT_FORMAT)
+    run: str = ""
+    source: str = ""
 
     def to_json(self) -> str:
         """The record as indented JSON text."""
         document = {
-            "format": self.format, "engine": self.engine, **self.context.to_json(), "user_agent": self.user_agent,
-            "gimg_version": self.gimg_version, "started": self.started, "finished": self.finished,
-            "terms_sha256": self.terms_sha256, "requests": [request.to_json() for request in self.requests],
+            "format": self.format, "run": self.run, "engine": self.engine, **self.context.to_json(),
+            "source": self.source, "user_agent": self.user_agent, "gimg_version": self.gimg_version,
+            "started": self.started, "finished": self.finished, "terms_sha256": self.terms_sha256,
+            "requests": [request.to_json() for request in self.requests],
         }
         return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
 
@@ -156,7 +160,8 @@ class ContextRecord:
             engine=data["engine"], context=context, user_agent=data["user_agent"], started=data["started"],
             finished=data["finished"], terms_sha256=data["terms_sha256"],
             requests=tuple(RequestRecord.from_json(item) for item in data["requests"]),
-            gimg_version=data["gimg_version"], format=data["format"],
+            gimg_version=data["gimg_version"], format=data["format"], run=data.get("run", ""),
+            source=data.get("source", ""),
         )
 
 
@@ -169,7 +174,39 @@ class RecordingEngine(Protocol):
     recorder: RequestRecorder
 
 
-def context_record(engine: RecordingEngine, *, started: str, finished: str, terms_sha256: str) -> ContextRecord:
+def context_record(
+    engine: RecordingEngine, *, started: str, finished: str, terms_sha256: str, run: str = ""
+) -> ContextRecord:
     """The context record of a run of engine: its context, User-Agent and every request it has recorded."""
     return ContextRecord(engine=engine.name, context=engine.context, user_agent=engine.user_agent, started=started,
-                         finished=finished, terms_sha256=terms_sha256, requests=tuple(engine.recorder.records()))
+                         finished=finished, terms_sha256=terms_sha256, requests=tuple(engine.recorder.records()),
+                         run=run, source=getattr(engine, "source", ""))  # only a replay says where its list came from
+
+
+@dataclass(frozen=True)
+class Run:
+    """One run of `gimg download` or `gimg search`: its id (its UTC start time, safe in file names), its start as
+    an ISO time stamp, and the sha256 of the terms it searched. Manifest rows and context records name it."""
+
+    id: str
+    started: str
+    terms_sha256: str
+
+    @classmethod
+    def start(cls, terms: Path | list[str]) -> Run:
+        """A run starting now, over a terms file or a list of terms (hashed as one term per line)."""
+        now = time.time()
+        moment = datetime.fromtimestamp(now, tz=timezone.utc)
+        if isinstance(terms, Path):
+            digest = sha256_of(terms)
+        else:
+            digest = hashlib.sha256("".join(f"{term}\n" for term in terms).encode("utf-8")).hexdigest()
+        return cls(moment.strftime("%Y%m%dT%H%M%S.%fZ"), utc_timestamp(now), digest)
+
+
+def save_context_record(path: Path, engine: RecordingEngine, run: Run) -> None:
+    """Write the context record of run so far (finished: now), atomically; rewritten as the run goes on."""
+    record = context_record(engine, started=run.started, finished=utc_timestamp(), terms_sha256=run.terms_sha256,
+                            run=run.id)
+    with atomic_path(Path(path)) as temporary:
+        temporary.write_text(record.to_json(), encoding="utf-8")
