@@ -61,7 +61,9 @@ def test_explain_writes_a_heat_map_beside_each_face_and_reports_a_bad_one(backen
 def test_a_gallery_of_an_evaluations_mistakes(backend, fixtures, tmp_path):
     evaluation = run_evaluate(fixtures / "faces" / "labels.csv", out=tmp_path, workers=1)
     wrong = evaluation.metrics["counts"]["fp"] + evaluation.metrics["counts"]["fn"]
-    gallery = misclassified_gallery(tmp_path, backend, limit=2)
+    predictions = pd.read_csv(evaluation.predictions_path)
+    crops = tmp_path / "Cropped_faces" / "evaluation"
+    gallery = misclassified_gallery(predictions, crops, backend, tmp_path / "misclassified_heatmaps.png", limit=2)
     shown = min(wrong, 2)
     with Image.open(gallery) as sheet:
         assert sheet.size == (160 * max(1, shown), 190)

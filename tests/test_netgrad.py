@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
+pytest.importorskip("onnx", reason="needs the training extra: pip install -e '.[train]'")
+
 import numpy as np
 import onnx
-import pytest
 
 from gimg import models
 from gimg.netgrad import Net

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
+pytest.importorskip("onnx", reason="needs the training extra: pip install -e '.[train]'")
+
 import json
 import shutil
 from dataclasses import replace
@@ -9,7 +13,6 @@ from dataclasses import replace
 import numpy as np
 import onnx
 import pandas as pd
-import pytest
 
 from gimg import models
 from gimg.augment import Augmentation, augmented_chip, source_spec

@@ -112,14 +112,17 @@ def _disagreements(merged: pd.DataFrame, models: list[str], cutoff: float) -> pd
     return merged[split].assign(spread=spread).sort_values("spread", ascending=False).reset_index(drop=True)
 
 
-def time_predictions(backend, crops: list, chunk: int = _CHUNK) -> tuple[np.ndarray, float]:
-    """A backend's p_female of (RGB crop, box) pairs in chunks as classify runs them, and its ms per face."""
+def time_predictions(backend, crops: list, *, runs: int = 1, chunk: int = _CHUNK) -> tuple[np.ndarray, float]:
+    """A backend's p_female of (RGB crop, box) pairs in chunks as classify runs them, and its median ms per face."""
     if not crops:
         return np.zeros(0), float("nan")
     backend.predict(crops[:1])  # the first call pays for lazy set-up, which a long run amortises
-    start = time.perf_counter()
-    p_female = np.concatenate([backend.predict(crops[i : i + chunk]) for i in range(0, len(crops), chunk)])
-    return p_female, (time.perf_counter() - start) * 1000 / len(crops)
+    timings = []
+    for _ in range(max(1, runs)):
+        start = time.perf_counter()
+        p_female = np.concatenate([backend.predict(crops[i : i + chunk]) for i in range(0, len(crops), chunk)])
+        timings.append((time.perf_counter() - start) * 1000 / len(crops))
+    return p_female, float(np.median(timings))
 
 
 def write_comparison(comparison: Comparison, out: Path) -> dict[str, Path]:
@@ -146,12 +149,13 @@ class ModelsEvaluation:
 def evaluate_models(
     labels_csv: Path, backends: Mapping[str, object], *, images: Path | None = None, out: Path = Path("evaluation"),
     detector: str = "blazeface", cutoff: float = 0.5, group_columns: Sequence[str] | None = None,
-    workers: int | None = None,
+    workers: int | None = None, timing_runs: int = 1,
 ) -> ModelsEvaluation:
     """Crop the labelled images once with the real crop stage, then run every backend on the same faces.
 
     backends maps a display name to an object with predict(crops) -> p_female (a classify backend). Each
-    model's ms per face is timed here, in this process, on the biggest face of each image.
+    model's ms per face is timed here, in this process, on the biggest face of each image (the median of
+    timing_runs passes).
     """
     from .analyze import biggest_faces
     from .evaluate import EVALUATION_TERM, read_labels, stage_images
@@ -171,7 +175,7 @@ def evaluate_models(
     crops = [(decode_crop((folder / row["file"]).read_bytes()), box_in_crop(row)) for row in biggest.to_dict("records")]
     predictions, timings = {}, {}
     for name, backend in backends.items():
-        p_female, timings[name] = time_predictions(backend, crops)
+        p_female, timings[name] = time_predictions(backend, crops, runs=timing_runs)
         scored = pd.DataFrame({"image": biggest.image.to_numpy(), "crop": biggest.file.to_numpy(), "p_female": p_female})
         predictions[name] = staged.merge(scored, on="image", how="left")
     comparison = side_by_side(labels, predictions, ms_per_face=timings, group_columns=group_columns, cutoff=cutoff)

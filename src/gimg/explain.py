@@ -153,20 +153,21 @@ def explain_faces(faces: list[Path], backend, options: OcclusionOptions = Occlus
     return records
 
 
-def misclassified_gallery(evaluation_out: Path, backend, *, cutoff: float = 0.5, limit: int = 30,
-                          options: OcclusionOptions = OcclusionOptions()) -> Path:
-    """A grid of heat maps of the misclassified faces of a `gimg evaluate` run, most confident mistakes first."""
-    from .evaluate import EVALUATION_TERM
-    from .layout import Layout, atomic_path
+def misclassified_gallery(predictions: pd.DataFrame, crops: Path, backend, target: Path, *, cutoff: float = 0.5,
+                          limit: int = 30, options: OcclusionOptions = OcclusionOptions()) -> Path:
+    """A grid of heat maps of misclassified faces, most confident mistakes first.
 
-    evaluation_out = Path(evaluation_out)
-    predictions = pd.read_csv(evaluation_out / "predictions.csv").dropna(subset=["p_female"])
-    wrong = predictions[(predictions.p_female >= cutoff) != (predictions.gender == "female")]
+    predictions has gender, p_female and crop (a file in crops), as `gimg evaluate` writes predictions.csv
+    and its crops in Cropped_faces/evaluation/; backend must be the model that made the predictions.
+    """
+    from .layout import atomic_path
+
+    scored = predictions.dropna(subset=["p_female"])
+    wrong = scored[(scored.p_female >= cutoff) != (scored.gender == "female")]
     wrong = wrong.assign(confidence=(wrong.p_female - cutoff).abs()).sort_values("confidence", ascending=False)
-    folder = Layout(evaluation_out).cropped(EVALUATION_TERM)
     tiles = []
     for row in wrong.head(limit).itertuples():
-        face = folder / row.crop
+        face = Path(crops) / row.crop
         image = decode_crop(face.read_bytes())
         picture = render(image, occlusion_heat(backend, image, face_box(face, image), options))
         picture.thumbnail((_THUMB, _THUMB + 16))
@@ -181,7 +182,6 @@ def misclassified_gallery(evaluation_out: Path, backend, *, cutoff: float = 0.5,
         draw.text((x + 3, y + picture.height + 1), caption, fill="firebrick")
     if not tiles:
         draw.text((4, 4), "no misclassified face", fill="black")
-    target = evaluation_out / "misclassified_heatmaps.png"
-    with atomic_path(target) as temporary:
+    with atomic_path(Path(target)) as temporary:
         sheet.save(temporary, format="PNG")
-    return target
+    return Path(target)

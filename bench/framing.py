@@ -1,0 +1,94 @@
+"""How the default gender net is fed, measured again: chip supersampling and flip averaging, on the same faces.
+
+Usage: python bench/framing.py [--out bench_framing] [--runs 3]
+
+- Faces: ../shared/data/faces/utkface (2,000) and facelab (142) through `gimg evaluate`'s own staging and crop
+  stage, once (gimg.compare.evaluate_models); every variant classifies the same biggest face of each image,
+  so detections are unchanged and only the chip differs. Then the 12 scene photos of ../shared/data/scenes,
+  every face found: they have no gender labels, so the bench counts the faces whose predicted class a
+  variant changes against today's path.
+- Variants: today's OnnxGender (dlib chip at 32 px), the same chip rendered at 2x or 4x its side and shrunk with
+  pixel-area averaging (ChipSpec.supersample), and each with the mirrored chip averaged in (flip_average).
+- ms per face: one thread, this process, chunks of 64 as classify runs them, median of --runs passes, and the
+  ratio to today's path measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import pandas as pd  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+SHARED = HERE.parent.parent / "shared" / "data"
+
+
+def backends() -> dict:
+    """Today's path and the framing variants, by display name."""
+    from gimg.classify import OnnxGender
+    from gimg.facechips import ChipSpec
+    from gimg.trained import default_net
+
+    return {
+        "today (chip 32)": OnnxGender(),
+        "flip": default_net(ChipSpec(flip_average=True)),
+        "supersample 2": default_net(ChipSpec(supersample=2)),
+        "supersample 4": default_net(ChipSpec(supersample=4)),
+        "supersample 4 + flip": default_net(ChipSpec(supersample=4, flip_average=True)),
+    }
+
+
+def scene_changes(out: Path, models: dict, runs: int) -> pd.DataFrame:
+    """Every face of the scene photos: each variant's class changes and mean |p change| against today's path."""
+    from gimg.compare import time_predictions
+    from gimg.evaluate import EVALUATION_TERM, stage_images
+    from gimg.faces import box_in_crop, decode_crop, run_crop
+    from gimg.layout import Layout
+
+    photos = sorted(path.name for path in (SHARED / "scenes" / "photos").glob("*.jpg"))
+    stage_images(pd.DataFrame({"file": photos}), SHARED / "scenes" / "photos", out)
+    run_crop(out, workers=1)
+    layout = Layout(out)
+    faces = pd.read_csv(layout.faces(EVALUATION_TERM))
+    folder = layout.cropped(EVALUATION_TERM)
+    crops = [(decode_crop((folder / row["file"]).read_bytes()), box_in_crop(row)) for row in faces.to_dict("records")]
+    results = {name: time_predictions(backend, crops, runs=runs) for name, backend in models.items()}
+    today = results["today (chip 32)"][0]
+    rows = [{"variant": name, "faces": len(crops), "class_changes": int(((p >= 0.5) != (today >= 0.5)).sum()),
+             "mean_abs_change": float(abs(p - today).mean()), "ms_per_face": ms}
+            for name, (p, ms) in results.items()]
+    return pd.DataFrame(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("bench_framing"))
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    if not (SHARED / "faces" / "utkface" / "labels.csv").is_file():
+        sys.exit(f"bench/framing.py needs {SHARED} (the shared data next to the repo)")
+    from gimg.compare import evaluate_models
+
+    pd.set_option("display.width", 200)
+    pd.set_option("display.max_columns", 30)
+    models = backends()
+    columns = ["model", "faces", "no_face", "accuracy", "sensitivity", "specificity", "ece", "ms_per_face",
+               "race_gap", "race_worst"]
+    for dataset in ("utkface", "facelab"):
+        result = evaluate_models(SHARED / "faces" / dataset / "labels.csv", models, out=args.out / dataset,
+                                 timing_runs=args.runs)
+        summary = result.comparison.summary
+        summary["time_vs_today"] = summary.ms_per_face / summary.ms_per_face.iloc[0]
+        print(f"\n== {dataset}\n{summary[columns + ['time_vs_today']].round(4).to_string(index=False)}")
+    scenes = scene_changes(args.out / "scenes", models, args.runs)
+    scenes["time_vs_today"] = scenes.ms_per_face / scenes.ms_per_face.iloc[0]
+    print(f"\n== scene photos (no labels: changes against today's path)\n{scenes.round(4).to_string(index=False)}")
+
+
+if __name__ == "__main__":
+    main()
