@@ -9,8 +9,8 @@ Usage: python bench/framing.py [--out bench_framing] [--runs 3]
   variant changes against today's path.
 - Variants: today's OnnxGender (dlib chip at 32 px), the same chip rendered at 2x or 4x its side and shrunk with
   pixel-area averaging (ChipSpec.supersample), and each with the mirrored chip averaged in (flip_average).
-- ms per face: one thread, this process, chunks of 64 as classify runs them, median of --runs passes, and the
-  ratio to today's path measured in the same run.
+- ms per face: one thread, this process, chunks of 64 as classify runs them, the variants taking turns on each
+  chunk (gimg.compare.time_backends), median of --runs passes, and the ratio to today's path in the same run.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def backends() -> dict:
 
 def scene_changes(out: Path, models: dict, runs: int) -> pd.DataFrame:
     """Every face of the scene photos: each variant's class changes and mean |p change| against today's path."""
-    from gimg.compare import time_predictions
+    from gimg.compare import time_backends
     from gimg.evaluate import EVALUATION_TERM, stage_images
     from gimg.faces import box_in_crop, decode_crop, run_crop
     from gimg.layout import Layout
@@ -57,11 +57,11 @@ def scene_changes(out: Path, models: dict, runs: int) -> pd.DataFrame:
     faces = pd.read_csv(layout.faces(EVALUATION_TERM))
     folder = layout.cropped(EVALUATION_TERM)
     crops = [(decode_crop((folder / row["file"]).read_bytes()), box_in_crop(row)) for row in faces.to_dict("records")]
-    results = {name: time_predictions(backend, crops, runs=runs) for name, backend in models.items()}
-    today = results["today (chip 32)"][0]
+    p_female, timings = time_backends(models, crops, runs=runs)
+    today = p_female["today (chip 32)"]
     rows = [{"variant": name, "faces": len(crops), "class_changes": int(((p >= 0.5) != (today >= 0.5)).sum()),
-             "mean_abs_change": float(abs(p - today).mean()), "ms_per_face": ms}
-            for name, (p, ms) in results.items()]
+             "mean_abs_change": float(abs(p - today).mean()), "ms_per_face": timings[name]}
+            for name, p in p_female.items()]
     return pd.DataFrame(rows)
 
 
@@ -84,10 +84,10 @@ def main() -> None:
                                  timing_runs=args.runs)
         summary = result.comparison.summary
         summary["time_vs_today"] = summary.ms_per_face / summary.ms_per_face.iloc[0]
-        print(f"\n== {dataset}\n{summary[columns + ['time_vs_today']].round(4).to_string(index=False)}")
+        print(f"\n== {dataset}\n{summary[columns + ['time_vs_today']].round(4).to_string(index=False)}", flush=True)
     scenes = scene_changes(args.out / "scenes", models, args.runs)
     scenes["time_vs_today"] = scenes.ms_per_face / scenes.ms_per_face.iloc[0]
-    print(f"\n== scene photos (no labels: changes against today's path)\n{scenes.round(4).to_string(index=False)}")
+    print(f"\n== scene photos (no labels: changes against today's path)\n{scenes.round(4).to_string(index=False)}", flush=True)
 
 
 if __name__ == "__main__":

@@ -70,6 +70,7 @@ def main() -> None:
         sys.exit(f"bench/train.py needs {SHARED_FACES}/utkface (the shared data next to the repo)")
 
     from gimg.compare import evaluate_models
+    from gimg.explain import misclassified_gallery
     from gimg.classify import OnnxGender
     from gimg.facechips import ChipSpec
     from gimg.train import TrainOptions, train
@@ -92,8 +93,12 @@ def main() -> None:
     print(f"validation split: accuracy {result.evaluation['accuracy']:.4f}, ECE {result.evaluation['calibration']['ece']:.4f}")
     backends = {"onnx (default)": OnnxGender(), "onnx supersample 4": default_net(ChipSpec(supersample=4)),
                 "trained": TrainedGender(args.out / "model")}
-    show(f"held-out UTKFace faces ({holdout_csv})", evaluate_models(holdout_csv, backends, images=images,
-                                                                    out=args.out / "holdout"))
+    held_out = evaluate_models(holdout_csv, backends, images=images, out=args.out / "holdout")
+    show(f"held-out UTKFace faces ({holdout_csv})", held_out)
+    gallery = misclassified_gallery(held_out.predictions["trained"], args.out / "holdout" / "Cropped_faces" /
+                                    "evaluation", backends["trained"], args.out / "misclassified_heatmaps.png",
+                                    limit=12)
+    print(f"heat maps of the trained model's mistakes on held-out faces: {gallery}")
     if args.facelab:
         labels = SHARED_FACES / "facelab" / "labels.csv"
         show("facelab portraits", evaluate_models(labels, backends, out=args.out / "facelab"))

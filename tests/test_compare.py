@@ -89,3 +89,34 @@ def test_two_backends_on_the_fixture_faces_through_the_real_crop_stage(fixtures,
     assert result.paths["summary"].is_file() and result.paths["disagreements"].is_file()
     for model, frame in result.predictions.items():
         assert len(frame) == len(labels) and frame.p_female.notna().sum() == summary.loc[model, "faces"]
+
+
+class _Constant:
+    """A backend that says the same p_female for every face and counts the faces it saw."""
+
+    def __init__(self, value: float) -> None:
+        self.value, self.seen = value, 0
+
+    def predict(self, crops):
+        self.seen += len(crops)
+        return np.full(len(crops), self.value)
+
+
+def test_backends_take_turns_on_every_face():
+    from gimg.compare import time_backends
+
+    first, second = _Constant(0.2), _Constant(0.9)
+    crops = [(np.zeros((4, 4, 3), np.uint8), None)] * 150
+    p_female, timings = time_backends({"first": first, "second": second}, crops, runs=2, chunk=64)
+    assert p_female["first"].tolist() == [0.2] * 150 and p_female["second"].tolist() == [0.9] * 150
+    assert first.seen == second.seen == 1 + 2 * 150  # one warm-up face, then every face in each run
+    assert set(timings) == {"first", "second"} and all(value >= 0 for value in timings.values())
+
+
+def test_the_gap_interval_covers_what_chance_makes():
+    from gimg.compare import gap_interval
+
+    low, high = gap_interval([(120, 116), (120, 116), (120, 116)])  # the same accuracy in three groups of 120
+    assert low >= 0 and 0.02 < high < 0.08  # chance alone gives gaps of a few points at this size
+    low, high = gap_interval([(5000, 4900), (5000, 4500)])  # 98% against 90% in large groups
+    assert low == pytest.approx(0.08, abs=0.015) and high == pytest.approx(0.08, abs=0.015)

@@ -18,6 +18,7 @@ NOT_GROUPS = {"file", "gender", "p_female", "image", "crop", "identity", "item",
 MAX_GROUP_VALUES = 12
 RATE_COLUMNS = ["accuracy", "balanced_accuracy", "sensitivity", "specificity"]
 _CHUNK = 64
+GAP_RESAMPLES = 2000
 
 
 @dataclass(frozen=True)
@@ -87,19 +88,35 @@ def side_by_side(
                **{rate: overall[rate] for rate in RATE_COLUMNS}, "ece": ece,
                "ms_per_face": (ms_per_face or {}).get(model, np.nan)}
         for column, values in groups.items():
-            accuracies = {}
+            accuracies, counts = {}, {}
             for value in sorted(values.dropna().unique()):
                 metrics = metrics_for(scored[values == value], cutoff)
                 group_rows.append({"model": model, "column": column, "group": value, "faces": metrics["n"],
                                    "no_face": metrics["no_face"], **{rate: metrics[rate] for rate in RATE_COLUMNS}})
                 if metrics["n"]:
                     accuracies[value] = metrics["accuracy"]
+                    counts[value] = (metrics["n"], metrics["tp"] + metrics["tn"])
             if len(accuracies) > 1:
                 best, worst = max(accuracies, key=accuracies.get), min(accuracies, key=accuracies.get)
                 row[f"{column}_gap"] = accuracies[best] - accuracies[worst]
+                row[f"{column}_gap_low"], row[f"{column}_gap_high"] = gap_interval(list(counts.values()))
                 row[f"{column}_worst"] = worst
         summary_rows.append(row)
     return Comparison(pd.DataFrame(summary_rows), pd.DataFrame(group_rows), _disagreements(merged, list(predictions), cutoff))
+
+
+def gap_interval(counts: list[tuple[int, int]], resamples: int = GAP_RESAMPLES, seed: int = 0) -> tuple[float, float]:
+    """95% bootstrap interval of the gap between the best and worst group's accuracy.
+
+    counts holds (faces, correct) per group; each replicate redraws every group's faces (a binomial draw at its
+    observed accuracy). It shows how large a gap chance alone makes with groups of these sizes.
+    """
+    rng = np.random.default_rng(seed)
+    faces = np.array([n for n, _ in counts])
+    correct = rng.binomial(faces, np.array([right / n for n, right in counts]), size=(resamples, len(counts)))
+    gaps = (correct / faces).max(axis=1) - (correct / faces).min(axis=1)
+    low, high = np.percentile(gaps, [2.5, 97.5])
+    return float(low), float(high)
 
 
 def _disagreements(merged: pd.DataFrame, models: list[str], cutoff: float) -> pd.DataFrame:
@@ -112,17 +129,30 @@ def _disagreements(merged: pd.DataFrame, models: list[str], cutoff: float) -> pd
     return merged[split].assign(spread=spread).sort_values("spread", ascending=False).reset_index(drop=True)
 
 
-def time_predictions(backend, crops: list, *, runs: int = 1, chunk: int = _CHUNK) -> tuple[np.ndarray, float]:
-    """A backend's p_female of (RGB crop, box) pairs in chunks as classify runs them, and its median ms per face."""
+def time_backends(backends: Mapping[str, object], crops: list, *, runs: int = 1,
+                  chunk: int = _CHUNK) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    """Each backend's p_female of (RGB crop, box) pairs, and its median ms per face over runs.
+
+    The backends take turns on each chunk of 64 faces (as classify batches them), so a machine whose load
+    changes during the run slows them all alike and their ratios stay fair.
+    """
+    names = list(backends)
     if not crops:
-        return np.zeros(0), float("nan")
-    backend.predict(crops[:1])  # the first call pays for lazy set-up, which a long run amortises
-    timings = []
+        return {name: np.zeros(0) for name in names}, {name: float("nan") for name in names}
+    for backend in backends.values():
+        backend.predict(crops[:1])  # the first call pays for lazy set-up, which a long run amortises
+    timings: dict[str, list[float]] = {name: [] for name in names}
     for _ in range(max(1, runs)):
-        start = time.perf_counter()
-        p_female = np.concatenate([backend.predict(crops[i : i + chunk]) for i in range(0, len(crops), chunk)])
-        timings.append((time.perf_counter() - start) * 1000 / len(crops))
-    return p_female, float(np.median(timings))
+        spent, parts = dict.fromkeys(names, 0.0), {name: [] for name in names}
+        for first in range(0, len(crops), chunk):
+            for name in names:
+                start = time.perf_counter()
+                parts[name].append(backends[name].predict(crops[first : first + chunk]))
+                spent[name] += time.perf_counter() - start
+        for name in names:
+            timings[name].append(spent[name] * 1000 / len(crops))
+    p_female = {name: np.concatenate(parts[name]) for name in names}
+    return p_female, {name: float(np.median(values)) for name, values in timings.items()}
 
 
 def write_comparison(comparison: Comparison, out: Path) -> dict[str, Path]:
@@ -154,8 +184,8 @@ def evaluate_models(
     """Crop the labelled images once with the real crop stage, then run every backend on the same faces.
 
     backends maps a display name to an object with predict(crops) -> p_female (a classify backend). Each
-    model's ms per face is timed here, in this process, on the biggest face of each image (the median of
-    timing_runs passes).
+    model's ms per face is timed here, in this process, on the biggest face of each image (time_backends, the
+    median of timing_runs passes).
     """
     from .analyze import biggest_faces
     from .evaluate import EVALUATION_TERM, read_labels, stage_images
@@ -173,10 +203,11 @@ def evaluate_models(
     biggest = biggest_faces(found) if len(found) else found
     folder = layout.cropped(EVALUATION_TERM)
     crops = [(decode_crop((folder / row["file"]).read_bytes()), box_in_crop(row)) for row in biggest.to_dict("records")]
-    predictions, timings = {}, {}
-    for name, backend in backends.items():
-        p_female, timings[name] = time_predictions(backend, crops, runs=timing_runs)
-        scored = pd.DataFrame({"image": biggest.image.to_numpy(), "crop": biggest.file.to_numpy(), "p_female": p_female})
+    p_female, timings = time_backends(backends, crops, runs=timing_runs)
+    predictions = {}
+    for name in backends:
+        scored = pd.DataFrame({"image": biggest.image.to_numpy(), "crop": biggest.file.to_numpy(),
+                               "p_female": p_female[name]})
         predictions[name] = staged.merge(scored, on="image", how="left")
     comparison = side_by_side(labels, predictions, ms_per_face=timings, group_columns=group_columns, cutoff=cutoff)
     return ModelsEvaluation(comparison, predictions, write_comparison(comparison, Path(out)))
