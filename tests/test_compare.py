@@ -7,11 +7,14 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 
 from gimg.classify import OnnxGender
-from gimg.compare import evaluate_models, group_labels, side_by_side
+from gimg.compare import evaluate_models, gap_interval, group_labels, side_by_side, time_backends
 from gimg.errors import GimgError
+from gimg.evaluate import pad_to_scene
 from gimg.facechips import ChipSpec
+from gimg.faces import detect_faces
 from gimg.trained import default_net
 
 
@@ -103,8 +106,6 @@ class _Constant:
 
 
 def test_backends_take_turns_on_every_face():
-    from gimg.compare import time_backends
-
     first, second = _Constant(0.2), _Constant(0.9)
     crops = [(np.zeros((4, 4, 3), np.uint8), None)] * 150
     p_female, timings = time_backends({"first": first, "second": second}, crops, runs=2, chunk=64)
@@ -114,9 +115,18 @@ def test_backends_take_turns_on_every_face():
 
 
 def test_the_gap_interval_covers_what_chance_makes():
-    from gimg.compare import gap_interval
-
     low, high = gap_interval([(120, 116), (120, 116), (120, 116)])  # the same accuracy in three groups of 120
     assert low >= 0 and 0.02 < high < 0.08  # chance alone gives gaps of a few points at this size
     low, high = gap_interval([(5000, 4900), (5000, 4500)])  # 98% against 90% in large groups
     assert low == pytest.approx(0.08, abs=0.015) and high == pytest.approx(0.08, abs=0.015)
+
+
+def test_the_default_net_with_todays_framing_is_onnxgender(fixtures):
+    crops = []
+    for name in pd.read_csv(fixtures / "faces" / "labels.csv").file.head(6):
+        with Image.open(fixtures / "faces" / "images" / name) as image:
+            padded = np.asarray(pad_to_scene(image))
+        crops += [(padded, box) for box in detect_faces(padded)[:1]]
+    today = OnnxGender().predict(crops)
+    assert np.array_equal(default_net(ChipSpec()).predict(crops), today)
+    assert not np.array_equal(default_net(ChipSpec(supersample=4)).predict(crops), today)

