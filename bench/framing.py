@@ -9,8 +9,9 @@ Usage: python bench/framing.py [--out bench_framing] [--runs 3]
   variant changes against today's path.
 - Variants: today's OnnxGender (dlib chip at 32 px), the same chip rendered at 2x or 4x its side and shrunk with
   pixel-area averaging (ChipSpec.supersample), and each with the mirrored chip averaged in (flip_average).
-- ms per face: one thread, this process, chunks of 64 as classify runs them, the variants taking turns on each
-  chunk (gimg.compare.time_backends), median of --runs passes, and the ratio to today's path in the same run.
+- ms per face: CPU time of this one-threaded process (what a face costs, hardly changed by other load), in
+  chunks of 64 as classify runs them, the variants taking turns on each chunk (gimg.compare.time_backends),
+  median of --runs passes, and the ratio to today's path in the same run.
 """
 
 from __future__ import annotations

@@ -131,10 +131,11 @@ def _disagreements(merged: pd.DataFrame, models: list[str], cutoff: float) -> pd
 
 def time_backends(backends: Mapping[str, object], crops: list, *, runs: int = 1,
                   chunk: int = _CHUNK) -> tuple[dict[str, np.ndarray], dict[str, float]]:
-    """Each backend's p_female of (RGB crop, box) pairs, and its median ms per face over runs.
+    """Each backend's p_female of (RGB crop, box) pairs, and its median CPU ms per face over runs.
 
-    The backends take turns on each chunk of 64 faces (as classify batches them), so a machine whose load
-    changes during the run slows them all alike and their ratios stay fair.
+    The backends run on this thread (gimg's workers are single-threaded), so their CPU time is what they cost
+    and other processes on a loaded machine hardly change it; they also take turns on each chunk of 64 faces
+    (as classify batches them), so what load remains affects them alike.
     """
     names = list(backends)
     if not crops:
@@ -146,9 +147,9 @@ def time_backends(backends: Mapping[str, object], crops: list, *, runs: int = 1,
         spent, parts = dict.fromkeys(names, 0.0), {name: [] for name in names}
         for first in range(0, len(crops), chunk):
             for name in names:
-                start = time.perf_counter()
+                start = time.process_time()
                 parts[name].append(backends[name].predict(crops[first : first + chunk]))
-                spent[name] += time.perf_counter() - start
+                spent[name] += time.process_time() - start
         for name in names:
             timings[name].append(spent[name] * 1000 / len(crops))
     p_female = {name: np.concatenate(parts[name]) for name in names}
