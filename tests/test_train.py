@@ -157,3 +157,17 @@ def test_an_augmentation_without_jitter_reproduces_the_plain_chip(staged):
     assert np.abs(jittered.astype(int) - plain.astype(int)).mean() > 4
     again = augmented_chip(source, spec, Augmentation(), np.random.default_rng(5))
     assert np.array_equal(jittered, again)
+
+
+def test_a_model_file_that_does_not_match_its_manifest_is_refused(trained, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(trained.model_dir, copy, ignore=shutil.ignore_patterns("faces"))
+    TrainedGender(copy)  # intact: loads
+    model = Net(onnx.load(str(copy / "model.onnx")))
+    tampered = {**model.params, "layer_1_bias": model.params["layer_1_bias"] + np.float32(1)}
+    (copy / "model.onnx").write_bytes(model.export(tampered).SerializeToString())
+    with pytest.raises(GimgError, match="train it again"):
+        TrainedGender(copy)
+    (copy / "manifest.json").write_text(json.dumps({"format": "something else"}))
+    with pytest.raises(GimgError, match="format"):
+        TrainedGender(copy)

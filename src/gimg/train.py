@@ -30,7 +30,7 @@ from .facechips import GENDER_V1_MEANS, GENDER_V1_SCALE, ChipSpec, align_chip, n
 from .faces import Box, decode_crop
 from .layout import atomic_path
 from .netgrad import Net
-from .trained import EVALUATION_FILE, MANIFEST_FILE, MODEL_FILE, MODEL_FORMAT, read_manifest, session
+from .trained import EVALUATION_FILE, MANIFEST_FILE, MODEL_FILE, MODEL_FORMAT, model_name, read_manifest, session
 from .trainfaces import TrainingFaces, training_faces
 
 LOGITS = "logits"
@@ -303,7 +303,7 @@ def train(
     a, b = fit_platt(margin, data["validation_female"]) if options.calibrate else (1.0, 0.0)
     params = calibrated(net, params, a, b)
     model_bytes = net.export(params).SerializeToString()
-    name = f"trained:{hashlib.sha256(model_bytes).hexdigest()[:12]}"
+    name = model_name(model_bytes)
     validation_faces = faces.iloc[validation_index].reset_index(drop=True)
     p_female = session(model_bytes).run(["probabilities"], {net.input_name: net_input(data["validation_chips"])})[0]
     evaluation = _evaluate_validation(validation_faces, p_female[:, 0], name, str(labels_csv), options.cutoff)
@@ -328,6 +328,7 @@ def train(
         "evaluation": EVALUATION_FILE,
         "created": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
     }
+    (model_dir / MANIFEST_FILE).unlink(missing_ok=True)  # until the new manifest is written, this is no model
     _write(model_dir / MODEL_FILE, model_bytes)
     _write(model_dir / EVALUATION_FILE,
            (json.dumps(_without_nan(evaluation), indent=2, allow_nan=False) + "\n").encode())

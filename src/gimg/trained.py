@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -16,6 +17,11 @@ MODEL_FORMAT = "gimg-model/1"
 MODEL_FILE = "model.onnx"
 MANIFEST_FILE = "manifest.json"
 EVALUATION_FILE = "evaluation.json"
+
+
+def model_name(model: bytes) -> str:
+    """A trained model's name: `trained:` and the start of its ONNX file's sha256, so a name pins the weights."""
+    return f"trained:{hashlib.sha256(model).hexdigest()[:12]}"
 
 
 def is_model_dir(path: str | Path) -> bool:
@@ -65,7 +71,7 @@ def session(model: bytes | str | Path, *, optimize: bool = True) -> onnxruntime.
 class ChipNet:
     """A 32 px gender net on aligned chips: p_female of (RGB crop, box in crop) pairs, column 0 of its output."""
 
-    def __init__(self, model: str | Path, spec: ChipSpec, name: str, *, means=GENDER_V1_MEANS,
+    def __init__(self, model: bytes | str | Path, spec: ChipSpec, name: str, *, means=GENDER_V1_MEANS,
                  scale: float = GENDER_V1_SCALE, input_name: str = "images", output_name: str = "probabilities",
                  optimize: bool = True) -> None:
         self.name, self.spec = name, spec
@@ -74,7 +80,7 @@ class ChipNet:
         try:
             self._session = session(model, optimize=optimize)
         except Exception as error:  # onnxruntime's load errors (Fail, InvalidProtobuf...) share no base but Exception
-            raise ModelError(f"cannot load the gender model {model}: {error}") from None
+            raise ModelError(f"cannot load the gender model {name}: {error}") from None
 
     def predict_chips(self, chips: np.ndarray) -> np.ndarray:
         """p_female of aligned uint8 chips (N x size x size x 3)."""
@@ -98,8 +104,15 @@ class TrainedGender(ChipNet):
         self.model_dir = Path(model_dir)
         self.manifest = read_manifest(self.model_dir)
         preprocessing = self.manifest["preprocessing"]
+        model = self.model_dir / self.manifest["model"]
+        try:
+            weights = model.read_bytes()
+        except OSError as error:
+            raise ModelError(f"cannot read {model} ({error.strerror}): train the model again") from None
+        if model_name(weights) != self.manifest["name"]:
+            raise ModelError(f"{model} is not the model {self.manifest['name']} of its manifest: train it again")
         super().__init__(
-            self.model_dir / self.manifest["model"], chip_spec(self.manifest), str(self.manifest["name"]),
+            weights, chip_spec(self.manifest), str(self.manifest["name"]),
             means=preprocessing["means"], scale=float(preprocessing["scale"]),
             input_name=self.manifest["input"]["name"], output_name=self.manifest["output"]["name"],
         )
