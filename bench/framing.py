@@ -6,7 +6,8 @@ Usage: python bench/framing.py [--out bench_framing] [--runs 3]
   stage, once (gimg.compare.evaluate_models); every variant classifies the same biggest face of each image,
   so detections are unchanged and only the chip differs. Then the 12 scene photos of ../shared/data/scenes,
   every face found: they have no gender labels, so the bench counts the faces whose predicted class a
-  variant changes against today's path.
+  variant changes against today's path. Each variant's evaluation.json (as `gimg evaluate` writes it) is saved
+  in OUT/<dataset>/evaluation-<variant>.json, ready to ship as the default model's evaluation.
 - Variants: today's OnnxGender (dlib chip at 32 px), the same chip rendered at 2x or 4x its side and shrunk with
   pixel-area averaging (ChipSpec.supersample), and each with the mirrored chip averaged in (flip_average).
 - ms per face: CPU time of this one-threaded process (what a face costs, hardly changed by other load), in
@@ -17,6 +18,7 @@ Usage: python bench/framing.py [--out bench_framing] [--runs 3]
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -66,6 +68,15 @@ def scene_changes(out: Path, models: dict, runs: int) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def write_evaluation(scored: pd.DataFrame, labels: Path, variant: str, target: Path) -> None:
+    """The evaluation.json `gimg evaluate` would write for these predictions (its own summarize)."""
+    from gimg.evaluate import _without_nan, summarize
+
+    metrics = summarize(scored, cutoff=0.5, model="onnx:gender-v1", dataset=str(labels.resolve()))
+    metrics["provenance"] += f" Chip framing: {variant} (bench/framing.py)."
+    target.write_text(json.dumps(_without_nan(metrics), indent=2, allow_nan=False) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("bench_framing"))
@@ -81,8 +92,10 @@ def main() -> None:
     columns = ["model", "faces", "no_face", "accuracy", "sensitivity", "specificity", "ece", "ms_per_face",
                "race_gap", "race_worst"]
     for dataset in ("utkface", "facelab"):
-        result = evaluate_models(SHARED / "faces" / dataset / "labels.csv", models, out=args.out / dataset,
-                                 timing_runs=args.runs)
+        labels = SHARED / "faces" / dataset / "labels.csv"
+        result = evaluate_models(labels, models, out=args.out / dataset, timing_runs=args.runs)
+        for name, scored in result.predictions.items():
+            write_evaluation(scored, labels, name, args.out / dataset / f"evaluation-{name.replace(' ', '_')}.json")
         summary = result.comparison.summary
         summary["time_vs_today"] = summary.ms_per_face / summary.ms_per_face.iloc[0]
         print(f"\n== {dataset}\n{summary[columns + ['time_vs_today']].round(4).to_string(index=False)}", flush=True)
