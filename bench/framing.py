@@ -101,7 +101,8 @@ def main() -> None:
         print(f"\n== {dataset}\n{summary[columns + ['time_vs_today']].round(4).to_string(index=False)}", flush=True)
     scenes = scene_changes(args.out / "scenes", models, args.runs)
     scenes["time_vs_today"] = scenes.ms_per_face / scenes.ms_per_face.iloc[0]
-    print(f"\n== scene photos (no labels: changes against today's path)\n{scenes.round(4).to_string(index=False)}", flush=True)
+    print(f"\n== scene photos (no labels: changes against today's path)\n{scenes.round(4).to_string(index=False)}",
+          flush=True)
 
 
 if __name__ == "__main__":

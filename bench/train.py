@@ -84,13 +84,16 @@ def main() -> None:
     result = train(train_csv, images, args.out / "model", options, work_dir=args.out / "train_faces",
                    on_epoch=lambda row: print(f"  epoch {row['epoch']:2d} ({time.perf_counter() - start:.0f} s): "
                                               f"train loss {row['train_loss']:.4f}, validation loss "
-                                              f"{row['validation_loss']:.4f}, accuracy {row['validation_accuracy']:.4f}",
+                                              f"{row['validation_loss']:.4f}, "
+                                              f"accuracy {row['validation_accuracy']:.4f}",
                                               flush=True))
     training = result.manifest["training"]
     print(f"trained {result.manifest['name']} in {time.perf_counter() - start:.0f} s (reused: {result.reused}): "
           f"{training['train']} train / {training['validation']} validation faces, {training['no_face']} without a "
-          f"face, {training['epochs_run']} epochs, best {training['best_epoch']}, calibration {training['calibration']}")
-    print(f"validation split: accuracy {result.evaluation['accuracy']:.4f}, ECE {result.evaluation['calibration']['ece']:.4f}")
+          f"face, {training['epochs_run']} epochs, best {training['best_epoch']}, "
+          f"calibration {training['calibration']}")
+    metrics = result.evaluation
+    print(f"validation split: accuracy {metrics['accuracy']:.4f}, ECE {metrics['calibration']['ece']:.4f}")
     backends = {"onnx (default)": OnnxGender(), "onnx supersample 4": default_net(ChipSpec(supersample=4)),
                 "trained": TrainedGender(args.out / "model")}
     held_out = evaluate_models(holdout_csv, backends, images=images, out=args.out / "holdout")

@@ -40,7 +40,8 @@ def _predictions() -> dict[str, pd.DataFrame]:
 
 def test_the_table_by_hand():
     comparison = side_by_side(_labels(), _predictions(), ms_per_face={"first": 1.5, "second": 2.0})
-    first, second = comparison.summary.set_index("model").loc["first"], comparison.summary.set_index("model").loc["second"]
+    summary = comparison.summary.set_index("model")
+    first, second = summary.loc["first"], summary.loc["second"]
     assert (first.faces, first.no_face) == (7, 1)
     assert first.accuracy == pytest.approx(5 / 7)
     assert first.sensitivity == pytest.approx(3 / 4) and first.specificity == pytest.approx(2 / 3)

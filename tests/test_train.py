@@ -1,4 +1,4 @@
-"""`gimg train` on the 50 fixture faces: ONNX parity, determinism, the MODEL_DIR, weighting, calibration, augmentation."""
+"""`gimg train` on the 50 fixture faces: ONNX parity, determinism, MODEL_DIR, weighting, calibration, augmentation."""
 
 from __future__ import annotations
 
@@ -71,7 +71,7 @@ def test_the_onnx_file_predicts_what_the_in_memory_model_does(trained, staged):
 
 
 def test_a_fixed_seed_gives_the_same_model_twice(trained, staged, fixtures, tmp_path):
-    again = train(fixtures / "faces" / "labels.csv", None, tmp_path / "again", QUICK, work_dir=staged[1], workers=1)
+    train(fixtures / "faces" / "labels.csv", None, tmp_path / "again", QUICK, work_dir=staged[1], workers=1)
     assert (tmp_path / "again" / "model.onnx").read_bytes() == (trained.model_dir / "model.onnx").read_bytes()
     other = train(fixtures / "faces" / "labels.csv", None, tmp_path / "other", replace(QUICK, seed=8),
                   work_dir=staged[1], workers=1)

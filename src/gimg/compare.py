@@ -1,4 +1,4 @@
-"""Gender models side by side on the same labelled faces: one table of errors, gaps, calibration, speed, disagreements."""
+"""Gender models side by side on the same labelled faces: errors, group gaps, calibration, speed, disagreements."""
 
 from __future__ import annotations
 
@@ -59,7 +59,8 @@ def _checked(labels: pd.DataFrame, predictions: Mapping[str, pd.DataFrame]) -> p
         raise GimgError(f"the labels lack column(s) {', '.join(sorted(missing))}: they need file,gender")
     gender = labels.gender.astype(str).str.strip().str.lower()
     if not gender.isin(["female", "male"]).all():
-        raise GimgError(f"the labels' gender must be female or male, found {sorted(set(gender) - {'female', 'male'})[:3]}")
+        found = sorted(set(gender) - {"female", "male"})[:3]
+        raise GimgError(f"the labels' gender must be female or male, found {', '.join(found)}")
     merged = labels.assign(gender=gender).reset_index(drop=True)
     for model, frame in predictions.items():
         if not {"file", "p_female"} <= set(frame.columns):
@@ -83,7 +84,8 @@ def side_by_side(
         scored = merged[["gender"]].assign(p_female=merged[f"p_female:{model}"])
         overall = metrics_for(scored, cutoff)
         found = scored.dropna(subset=["p_female"])
-        ece = calibration((found.gender == "female").to_numpy(), found.p_female.to_numpy())["ece"] if len(found) else np.nan
+        truth = (found.gender == "female").to_numpy()
+        ece = calibration(truth, found.p_female.to_numpy())["ece"] if len(found) else np.nan
         row = {"model": model, "faces": overall["n"], "no_face": overall["no_face"],
                **{rate: overall[rate] for rate in RATE_COLUMNS}, "ece": ece,
                "ms_per_face": (ms_per_face or {}).get(model, np.nan)}
@@ -102,7 +104,8 @@ def side_by_side(
                 row[f"{column}_gap_low"], row[f"{column}_gap_high"] = gap_interval(list(counts.values()))
                 row[f"{column}_worst"] = worst
         summary_rows.append(row)
-    return Comparison(pd.DataFrame(summary_rows), pd.DataFrame(group_rows), _disagreements(merged, list(predictions), cutoff))
+    disagreements = _disagreements(merged, list(predictions), cutoff)
+    return Comparison(pd.DataFrame(summary_rows), pd.DataFrame(group_rows), disagreements)
 
 
 def gap_interval(counts: list[tuple[int, int]], resamples: int = GAP_RESAMPLES, seed: int = 0) -> tuple[float, float]:

@@ -2,9 +2,10 @@
 
 A grey square slides over the face and its surroundings; at each place the backend predicts again, and the
 heat of a pixel is the mean fall, over the squares covering it, of the log-odds of the class the model chose
-for the whole face (log-odds, so that a region still shows when a confident probability barely moves). So hot regions are the ones the decision rests on. Every backend is treated as a
-black box (the default path re-aligns the occluded face, as it would a real one); none of gimg's backends
-exposes gradients through its runtime, so no gradient maps are made.
+for the whole face (log-odds, so that a region still shows when a confident probability barely moves). So hot
+regions are the ones the decision rests on. Every backend is treated as a black box (the default path
+re-aligns the occluded face, as it would a real one); none of gimg's backends exposes gradients through its
+runtime, so no gradient maps are made.
 """
 
 from __future__ import annotations
@@ -62,7 +63,8 @@ def _squares(box: Box, shape: tuple[int, ...], options: OcclusionOptions) -> lis
     """The occluding squares (left, top, right, bottom) over the box and its margin, clipped to the image."""
     height, width = shape[:2]
     side = max(box.right - box.left, box.bottom - box.top)
-    patch, step, margin = max(1, round(options.patch * side)), max(1, round(options.stride * side)), options.margin * side
+    patch, step = max(1, round(options.patch * side)), max(1, round(options.stride * side))
+    margin = options.margin * side
     left, top = int(max(0, box.left - margin)), int(max(0, box.top - margin))
     right, bottom = int(min(width, box.right + margin)), int(min(height, box.bottom + margin))
     return [(x, y, min(x + patch, width), min(y + patch, height))

@@ -32,7 +32,8 @@ def load_backend(model: str):
               help="MODEL_DIR to write: model.onnx, manifest.json, evaluation.json (and faces/, the staged crops).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the split, shuffles and augmentation.")
 @click.option("--validation-share", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.2,
-              show_default=True, help="Share of the faces held out for early stopping, calibration and evaluation.json.")
+              show_default=True,
+              help="Share of the faces held out for early stopping, calibration and evaluation.json.")
 @click.option("--epochs", type=click.IntRange(min=1), default=30, show_default=True, help="Most passes over the faces.")
 @click.option("--patience", type=click.IntRange(min=1), default=5, show_default=True,
               help="Stop after this many epochs without a lower validation loss.")

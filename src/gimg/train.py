@@ -116,8 +116,9 @@ def _cells(faces: pd.DataFrame, balance: str | None) -> np.ndarray:
     if balance is None:
         return faces.gender.to_numpy()
     if balance not in faces.columns:
+        columns = [column for column in faces.columns if column not in ("crop", "left", "top", "right", "bottom")]
         raise GimgError(f"cannot balance by {balance!r}: the labels have no such column (they have "
-                        f"{', '.join(c for c in faces.columns if c not in ('crop', 'left', 'top', 'right', 'bottom'))})")
+                        f"{', '.join(columns)})")
     return (faces.gender + "|" + faces[balance].astype(str)).to_numpy()
 
 
