@@ -9,8 +9,12 @@ from PIL import Image
 
 from gimg.classify import OnnxGender
 from gimg.evaluate import pad_to_scene, run_evaluate
-from gimg.explain import OcclusionOptions, explain_faces, heatmap_path, misclassified_gallery, occlusion_heat
+from gimg.errors import GimgError
+from gimg.explain import (OcclusionOptions, explain_faces, gradient_heat, heatmap_path, misclassified_gallery,
+                          occlusion_heat)
+from gimg.facechips import ChipSpec, align_chip
 from gimg.faces import detect_faces
+from gimg.trained import default_net
 
 
 @pytest.fixture(scope="module")
@@ -67,3 +71,41 @@ def test_a_gallery_of_an_evaluations_mistakes(backend, fixtures, tmp_path):
     shown = min(wrong, 2)
     with Image.open(gallery) as sheet:
         assert sheet.size == (160 * max(1, shown), 190)
+
+
+def test_a_gradient_map_for_a_backend_that_runs_backwards(backend, face, tmp_path):
+    pytest.importorskip("onnx", reason="needs the training extra: pip install -e '.[train]'")
+    image, box = face
+    net = default_net(ChipSpec(supersample=4))
+    explanation = gradient_heat(net, image, box)
+    assert explanation.heat.shape == image.shape[:2] and explanation.heat.max() > 0
+    row, column = np.unravel_index(np.argmax(explanation.heat), explanation.heat.shape)
+    assert box.left - 20 <= column <= box.right + 20 and box.top - 20 <= row <= box.bottom + 20
+    far = explanation.heat.copy()
+    far[max(0, box.top - 60) : box.bottom + 60, max(0, box.left - 60) : box.right + 60] = 0
+    assert far.max() == 0  # nothing is drawn outside the chip's reach
+    path = tmp_path / "face.jpg"
+    Image.fromarray(image).save(path)
+    (record,) = explain_faces([path], net, method="gradient")
+    assert record.heatmap and not record.error
+    with pytest.raises(GimgError, match="no gradients"):
+        explain_faces([path], backend, method="gradient")
+
+
+def test_the_chip_gradient_matches_finite_differences(face):
+    pytest.importorskip("onnx", reason="needs the training extra: pip install -e '.[train]'")
+    image, box = face
+    net = default_net(ChipSpec())
+    chip = align_chip(image, box, net.spec)[None]
+    gradient = net.chip_gradient(chip)
+
+    def log_odds(values):
+        p = float(net.predict_chips(values)[0])
+        return np.log(p / (1 - p))
+
+    for index in [(0, 16, 16, 0), (0, 10, 20, 2), (0, 22, 12, 1)]:
+        up, down = chip.copy(), chip.copy()
+        up[index] = min(255, int(chip[index]) + 2)
+        down[index] = max(0, int(chip[index]) - 2)
+        step = int(up[index]) - int(down[index])
+        assert gradient[index] == pytest.approx((log_odds(up) - log_odds(down)) / step, rel=0.1, abs=2e-4)

@@ -44,7 +44,7 @@ def test_train_then_classify_compare_and_explain_with_the_model(gimg, fixtures, 
     summary = pd.read_csv(tmp_path / "cmp" / "comparison.csv")
     assert summary.model.tolist() == ["onnx", str(model)] and (summary.faces >= 45).all()
     face = tmp_path / "cmp" / "Cropped_faces" / "evaluation" / "00001_0.jpg"
-    code, out, err = gimg("explain", face, "--model", model)
+    code, out, err = gimg("explain", face, "--model", model, "--method", "gradient")
     assert code == 0, err
     assert (face.parent / "00001_0.heatmap.png").is_file()
 
@@ -56,6 +56,8 @@ def test_bad_input_is_one_line_and_exit_2(gimg, fixtures, tmp_path):
     assert code == 2 and "not found" in err
     code, out, err = gimg("explain", fixtures / "faces" / "labels.csv")
     assert code == 1 and "failed" in out
+    code, _, err = gimg("explain", fixtures / "faces" / "labels.csv", "--method", "gradient")
+    assert code == 2 and "no gradients" in err
 
 
 def test_every_new_command_has_help_with_an_example(gimg):

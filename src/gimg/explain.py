@@ -4,8 +4,11 @@ A grey square slides over the face and its surroundings; at each place the backe
 heat of a pixel is the mean fall, over the squares covering it, of the log-odds of the class the model chose
 for the whole face (log-odds, so that a region still shows when a confident probability barely moves). So hot
 regions are the ones the decision rests on. Every backend is treated as a black box (the default path
-re-aligns the occluded face, as it would a real one); none of gimg's backends exposes gradients through its
-runtime, so no gradient maps are made.
+re-aligns the occluded face, as it would a real one).
+
+Backends built on the gender-v1 graph (the default net on its chips, and models from `gimg train`) can also be
+run backwards (gimg.netgrad, with the train extra): the gradient map is the size of the gradient of the
+log-odds with respect to each chip pixel, drawn back onto the crop through the chip's alignment.
 """
 
 from __future__ import annotations
@@ -102,6 +105,32 @@ def occlusion_heat(backend, image: np.ndarray, box: Box, options: OcclusionOptio
     return Explanation(p_female, heat, box)
 
 
+def _require_gradients(backend) -> None:
+    """GimgError unless the backend can run backwards here (a gender-v1 graph, and the onnx package)."""
+    if not hasattr(backend, "chip_gradient"):
+        raise GimgError(f"the model {backend.name} gives no gradients: use occlusion heat maps")
+    try:
+        import onnx  # noqa: F401  (netgrad reads the graph with it)
+    except ModuleNotFoundError:
+        raise GimgError("gradient heat maps need the training extra: pip install 'gimg[train]'") from None
+
+
+def gradient_heat(backend, image: np.ndarray, box: Box, options: OcclusionOptions | None = None) -> Explanation:
+    """The gradient map of one face, for backends that can run backwards (chip_gradient); GimgError otherwise."""
+    from .facechips import align_chip, chip_to_image
+
+    _require_gradients(backend)
+    chip = align_chip(image, box, backend.spec)
+    p_female = float(backend.predict_chips(chip[None])[0])
+    saliency = np.abs(backend.chip_gradient(chip[None])[0]).sum(axis=2).astype(np.float32)
+    matrix = chip_to_image(image, box, backend.spec)
+    heat = cv2.warpAffine(saliency, matrix, (image.shape[1], image.shape[0]), flags=cv2.INTER_LINEAR)
+    return Explanation(p_female, heat.astype(np.float64), box)
+
+
+HEAT_METHODS = {"occlusion": occlusion_heat, "gradient": gradient_heat}
+
+
 def render(image: np.ndarray, explanation: Explanation, scale: float | None = None) -> Image.Image:
     """The crop with its heat overlaid (red: the decision rests here), its box, and p_female written below."""
     scale = max(float(np.abs(explanation.heat).max()), 1e-6) if scale is None else scale
@@ -137,15 +166,21 @@ def heatmap_path(face: Path) -> Path:
     return face.with_name(face.stem + HEATMAP_SUFFIX)
 
 
-def explain_faces(faces: list[Path], backend, options: OcclusionOptions = OcclusionOptions()) -> list[ExplainRecord]:
-    """Write a heat map beside each face image; one record per face, never raising for one bad face."""
+def explain_faces(faces: list[Path], backend, options: OcclusionOptions = OcclusionOptions(), *,
+                  method: str = "occlusion") -> list[ExplainRecord]:
+    """Write a heat map (occlusion or gradient) beside each face image; one record per face, never raising for one."""
     from .layout import atomic_path
 
+    if method not in HEAT_METHODS:
+        raise ValueError(f"unknown heat map method {method!r}: choose one of {', '.join(HEAT_METHODS)}")
+    if method == "gradient":
+        _require_gradients(backend)
+    heat_map = HEAT_METHODS[method]
     records = []
     for face in map(Path, faces):
         try:
             image = decode_crop(face.read_bytes())
-            explanation = occlusion_heat(backend, image, face_box(face, image), options)
+            explanation = heat_map(backend, image, face_box(face, image), options)
             target = heatmap_path(face)
             with atomic_path(target) as temporary:
                 render(image, explanation).save(temporary, format="PNG")

@@ -46,15 +46,38 @@ def _shape_predictor() -> dlib.shape_predictor:
     return _predictor[0]
 
 
-def align_chip(image: np.ndarray, box: Box, spec: ChipSpec) -> np.ndarray:
-    """The aligned chip (size x size x 3 uint8) of the face in box of an RGB image."""
-    image = np.ascontiguousarray(image)
+def _details(image: np.ndarray, box: Box, spec: ChipSpec) -> dlib.chip_details:
+    """Where dlib samples the chip (rendered at size x supersample) of the face in box."""
     shape = _shape_predictor()(image, dlib.rectangle(*(int(value) for value in box)))
-    rendered = spec.size * spec.supersample
-    chip = np.asarray(dlib.extract_image_chip(image, dlib.get_face_chip_details(shape, rendered, spec.padding)))
+    return dlib.get_face_chip_details(shape, spec.size * spec.supersample, spec.padding)
+
+
+def _shrunk(chip: np.ndarray, spec: ChipSpec) -> np.ndarray:
     if spec.supersample == 1:
         return chip
     return cv2.resize(chip, (spec.size, spec.size), interpolation=cv2.INTER_AREA)
+
+
+def align_chip(image: np.ndarray, box: Box, spec: ChipSpec) -> np.ndarray:
+    """The aligned chip (size x size x 3 uint8) of the face in box of an RGB image."""
+    image = np.ascontiguousarray(image)
+    return _shrunk(np.asarray(dlib.extract_image_chip(image, _details(image, box, spec))), spec)
+
+
+def chip_to_image(image: np.ndarray, box: Box, spec: ChipSpec) -> np.ndarray:
+    """The 2x3 affine map from chip pixels to image pixels: dlib's own sampling of coordinate images, fitted."""
+    image = np.ascontiguousarray(image)
+    details = _details(image, box, spec)
+    rows, columns = np.mgrid[0 : image.shape[0], 0 : image.shape[1]].astype(np.float32)
+    x = _shrunk(np.asarray(dlib.extract_image_chip(columns, details)), spec).ravel()
+    y = _shrunk(np.asarray(dlib.extract_image_chip(rows, details)), spec).ravel()
+    chip_y, chip_x = (axis.ravel().astype(np.float64) for axis in np.mgrid[0 : spec.size, 0 : spec.size])
+    inside = (x > 1) & (y > 1) & (x < image.shape[1] - 2) & (y < image.shape[0] - 2)  # outside samples are 0
+    if inside.sum() < 3:
+        raise ValueError("the face's chip lies outside its image")
+    design = np.column_stack([chip_x, chip_y, np.ones_like(chip_x)])[inside]
+    solution = np.linalg.lstsq(design, np.column_stack([x, y])[inside], rcond=None)[0]
+    return solution.T
 
 
 def align_chips(crops: list[Crop], spec: ChipSpec) -> np.ndarray:

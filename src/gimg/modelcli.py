@@ -77,14 +77,16 @@ def train_command(labels: Path, images: Path | None, out: Path, seed: int, valid
 @click.argument("faces", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--model", default="onnx", show_default=True,
               help="Gender model: onnx, caffe, or a MODEL_DIR written by `gimg train`.")
-def explain_command(faces: tuple[Path, ...], model: str) -> None:
-    """Write an occlusion heat map beside each face image (<face>.heatmap.png): what the model looks at.
+@click.option("--method", type=click.Choice(["occlusion", "gradient"]), default="occlusion", show_default=True,
+              help="Occlusion sensitivity (any model), or gradients (models from `gimg train`; needs gimg[train]).")
+def explain_command(faces: tuple[Path, ...], model: str, method: str) -> None:
+    """Write a heat map beside each face image (<face>.heatmap.png): what the model looks at.
 
     Example: gimg explain study1/Cropped_faces/nurse/0001_*_0.jpg --model onnx
     """
     from .explain import explain_faces
 
-    records = explain_faces(list(faces), load_backend(model))
+    records = explain_faces(list(faces), load_backend(model), method=method)
     for record in records:
         if record.error:
             click.echo(f"explain: {record.face}: failed: {record.error}")

@@ -202,7 +202,7 @@ class Net:
         raise ValueError(f"the graph has no tensor {output!r}")
 
     def backward(self, tape: list, gradient: Array) -> dict[str, Array]:
-        """Gradients of every initializer from the gradient of the tape's last output."""
+        """Gradients of every initializer (and of the graph's input) from the gradient of the tape's last output."""
         gradients: dict[str, Array] = {tape[-1][0].output: gradient}
         for node, cache in reversed(tape):
             if node.output not in gradients:
@@ -212,7 +212,8 @@ class Net:
                 raise ValueError(f"netgrad has no gradient for {node.operator}: differentiate an earlier tensor")
             for name, part in zip(node.inputs, backward(gradients.pop(node.output), cache), strict=True):
                 gradients[name] = gradients[name] + part if name in gradients else part
-        return {name: gradient for name, gradient in gradients.items() if name in self.params}
+        return {name: gradient for name, gradient in gradients.items()
+                if name in self.params or name == self.input_name}
 
     def export(self, params: dict[str, Array]) -> onnx.ModelProto:
         """A copy of the graph with these weights in place of its initializers."""

@@ -77,8 +77,10 @@ class ChipNet:
         self.name, self.spec = name, spec
         self._means, self._scale = means, scale
         self._input, self._output = input_name, output_name
+        self._net = None
         try:
-            self._session = session(model, optimize=optimize)
+            self._model_bytes = model if isinstance(model, bytes) else Path(model).read_bytes()
+            self._session = session(self._model_bytes, optimize=optimize)
         except Exception as error:  # onnxruntime's load errors (Fail, InvalidProtobuf...) share no base but Exception
             raise ModelError(f"cannot load the gender model {name}: {error}") from None
 
@@ -95,6 +97,20 @@ class ChipNet:
     def predict(self, crops: list[Crop]) -> np.ndarray:
         """p_female of each face."""
         return self.predict_chips(align_chips(crops, self.spec))
+
+    def chip_gradient(self, chips: np.ndarray) -> np.ndarray:
+        """d(log-odds of female) / d(chip pixel value), N x size x size x 3: the net run backwards (needs onnx)."""
+        import onnx
+
+        from .netgrad import Net
+
+        if self._net is None:
+            self._net = Net(onnx.load_from_string(self._model_bytes))
+        before_softmax = next(node.inputs[0] for node in self._net.nodes if node.operator == "Softmax")
+        _, tape = self._net.forward(net_input(chips, self._means, self._scale), before_softmax)
+        upstream = np.stack([np.ones(len(chips)), -np.ones(len(chips))], axis=1).astype(np.float32)
+        gradient = self._net.backward(tape, upstream)[self._input]
+        return gradient.transpose(0, 2, 3, 1) / np.float32(self._scale)
 
 
 class TrainedGender(ChipNet):
