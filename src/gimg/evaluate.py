@@ -166,14 +166,19 @@ def metrics_for(scored: pd.DataFrame, cutoff: float) -> dict:
     return {**counts, "no_face": int(scored.p_female.isna().sum()), **rates(counts)}
 
 
+def _as_text(values: pd.Series) -> pd.Series:
+    """Group labels as text, a missing label as NaN (in no group), the same under every pandas version."""
+    return values.astype(object).map(lambda value: value if pd.isna(value) else str(value))
+
+
 def group_columns(labels: pd.DataFrame) -> pd.DataFrame:
-    """Group labels to break results down by: gender, race and age band where present."""
+    """Group labels to break results down by: gender, race and age band where present (NaN where missing)."""
     groups = pd.DataFrame({"gender": labels.gender}, index=labels.index)
     if "race" in labels:
-        groups["race"] = labels.race.astype(str)
+        groups["race"] = _as_text(labels.race)
     if "age" in labels:
-        groups["age"] = pd.cut(pd.to_numeric(labels.age, errors="coerce"), AGE_BANDS, right=False,
-                               labels=AGE_LABELS).astype(str)
+        groups["age"] = _as_text(pd.cut(pd.to_numeric(labels.age, errors="coerce"), AGE_BANDS, right=False,
+                                        labels=AGE_LABELS))
     return groups
 
 
@@ -206,7 +211,7 @@ def summarize(scored: pd.DataFrame, *, cutoff: float, model: str, dataset: str,
     groups, gaps = {}, {}
     for column, values in group_columns(scored).items():
         accuracies = {}
-        for value in sorted(values.unique()):
+        for value in sorted(values.dropna().unique()):
             groups[f"{column}={value}"] = metrics_for(scored[values == value], cutoff)
             accuracies[value] = groups[f"{column}={value}"]["accuracy"]
         if column != "gender" and len(accuracies) > 1:
