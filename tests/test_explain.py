@@ -7,14 +7,17 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from gimg.classify import OnnxGender
-from gimg.evaluate import pad_to_scene, run_evaluate
+from caffe_fixture import write_caffemodel
+
+from gimg.chipnet import default_net
+from gimg.classify import CaffeGender, OnnxGender
 from gimg.errors import GimgError
-from gimg.explain import (OcclusionOptions, explain_faces, gradient_heat, heatmap_path, misclassified_gallery,
-                          occlusion_heat)
+from gimg.evaluate import pad_to_scene, run_evaluate
+from gimg.explain import OcclusionOptions, explain_faces, gradient_heat, heatmap_path, occlusion_heat
 from gimg.facechips import ChipSpec, align_chip
 from gimg.faces import detect_faces
-from gimg.trained import default_net
+from gimg.models import CAFFE_DIR_VARIABLE
+from gimg.options import EvaluateOptions, ExecutionOptions, ExplainOptions
 
 
 @pytest.fixture(scope="module")
@@ -62,18 +65,20 @@ def test_explain_writes_a_heat_map_beside_each_face_and_reports_a_bad_one(backen
     assert bad.error and not bad.heatmap and not heatmap_path(broken).exists()
 
 
-def test_a_gallery_of_an_evaluations_mistakes(backend, fixtures, tmp_path):
-    evaluation = run_evaluate(fixtures / "faces" / "labels.csv", out=tmp_path, workers=1)
+def test_evaluate_draws_a_gallery_of_its_mistakes(fixtures, tmp_path):
+    evaluation = run_evaluate(fixtures / "faces" / "labels.csv", tmp_path, EvaluateOptions(heatmaps=2),
+                              execution=ExecutionOptions(workers=1))
     wrong = evaluation.metrics["counts"]["fp"] + evaluation.metrics["counts"]["fn"]
-    predictions = pd.read_csv(evaluation.predictions_path)
-    crops = tmp_path / "Cropped_faces" / "evaluation"
-    gallery = misclassified_gallery(predictions, crops, backend, tmp_path / "misclassified_heatmaps.png", limit=2)
-    shown = min(wrong, 2)
-    with Image.open(gallery) as sheet:
-        assert sheet.size == (160 * max(1, shown), 190)
+    assert wrong >= 2, "the fixture faces hold mistakes to draw"
+    assert evaluation.heatmaps_path == tmp_path / "misclassified_heatmaps.png"
+    with Image.open(evaluation.heatmaps_path) as sheet:
+        assert sheet.size == (160 * 2, 190)
+    again = run_evaluate(fixtures / "faces" / "labels.csv", tmp_path / "none", EvaluateOptions(heatmaps=0),
+                         execution=ExecutionOptions(workers=1))
+    assert again.heatmaps_path is None and not (tmp_path / "none" / "misclassified_heatmaps.png").exists()
 
 
-def test_a_gradient_map_for_a_backend_that_runs_backwards(backend, face, tmp_path):
+def test_a_gradient_map_for_a_backend_that_runs_backwards(backend, face, tmp_path, monkeypatch):
     pytest.importorskip("onnx", reason="needs the training extra: pip install -e '.[train]'")
     image, box = face
     net = default_net(ChipSpec(supersample=4))
@@ -86,10 +91,12 @@ def test_a_gradient_map_for_a_backend_that_runs_backwards(backend, face, tmp_pat
     assert far.max() == 0  # nothing is drawn outside the chip's reach
     path = tmp_path / "face.jpg"
     Image.fromarray(image).save(path)
-    (record,) = explain_faces([path], net, method="gradient")
+    (record,) = explain_faces([path], net, ExplainOptions(method="gradient"))
     assert record.heatmap and not record.error
+    write_caffemodel(tmp_path / "gender_net.caffemodel")  # random weights: the Caffe net has no gradients here
+    monkeypatch.setenv(CAFFE_DIR_VARIABLE, str(tmp_path))
     with pytest.raises(GimgError, match="no gradients"):
-        explain_faces([path], backend, method="gradient")
+        explain_faces([path], CaffeGender(), ExplainOptions(method="gradient"))
 
 
 def test_the_chip_gradient_matches_finite_differences(face):

@@ -11,7 +11,7 @@ import onnx
 
 from gimg import models
 from gimg.netgrad import Net
-from gimg.trained import session
+from gimg.chipnet import onnx_session
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +22,7 @@ def net() -> Net:
 def test_forward_matches_onnxruntime(net):
     batch = np.random.default_rng(1).normal(size=(5, 3, 32, 32)).astype(np.float32)
     ours, _ = net.forward(batch, "probabilities")
-    theirs = session(models.gender_onnx()).run(["probabilities"], {"images": batch})[0]
+    theirs = onnx_session(models.gender_onnx(), "gender-v1").run(["probabilities"], {"images": batch})[0]
     assert np.abs(ours - theirs).max() < 1e-5
 
 

@@ -18,28 +18,30 @@ from gimg import models
 from gimg.augment import Augmentation, augmented_chip, source_spec
 from gimg.correction import load_evaluation
 from gimg.errors import GimgError
+from gimg.crops import Box, decode_crop
 from gimg.facechips import ChipSpec, align_chip, align_chips
-from gimg.faces import Box, decode_crop
+from gimg.layout import ModelDir, is_model_dir
 from gimg.netgrad import Net
-from gimg.train import (TrainOptions, calibrated, fit_platt, in_memory_p_female, sample_weights, split_indices,
-                        train)
-from gimg.trained import TrainedGender, evaluation_path, is_model_dir, read_manifest
+from gimg.options import DEFAULT_SUPERSAMPLE, ExecutionOptions, TrainOptions
+from gimg.train import calibrated, fit_platt, in_memory_p_female, sample_weights, split_indices, train
+from gimg.trained import TrainedGender, read_manifest
 from gimg.trainfaces import training_faces
 
 QUICK = TrainOptions(epochs=2, patience=1, seed=7)
+ONE = ExecutionOptions(workers=1)
 
 
 @pytest.fixture(scope="module")
 def staged(tmp_path_factory, fixtures):
     """The fixture faces found once by the real crop stage, shared by every training below."""
     work = tmp_path_factory.mktemp("faces")
-    return training_faces(fixtures / "faces" / "labels.csv", None, work, workers=1), work
+    return training_faces(fixtures / "faces" / "labels.csv", None, work, ONE), work
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, fixtures, staged):
     model_dir = tmp_path_factory.mktemp("model")
-    return train(fixtures / "faces" / "labels.csv", None, model_dir, QUICK, work_dir=staged[1], workers=1)
+    return train(fixtures / "faces" / "labels.csv", model_dir, QUICK, ONE, work_dir=staged[1])
 
 
 def _crops(faces: pd.DataFrame) -> list:
@@ -53,8 +55,9 @@ def test_the_model_dir_holds_a_model_a_manifest_and_an_evaluation(trained, stage
     manifest = read_manifest(model_dir)
     assert manifest["name"].startswith("trained:") and manifest["training"]["options"]["seed"] == 7
     assert manifest["training"]["train"] + manifest["training"]["validation"] == len(staged[0].faces)
-    assert manifest["preprocessing"]["chip"] == {"size": 32, "padding": 0.2, "supersample": 4, "flip_average": False}
-    evaluation = load_evaluation(evaluation_path(model_dir))  # analyze's own reader accepts it
+    assert manifest["preprocessing"]["chip"] == {"size": 32, "padding": 0.2, "supersample": DEFAULT_SUPERSAMPLE,
+                                                 "flip_average": False}
+    evaluation = load_evaluation(ModelDir(model_dir).evaluation_json)  # analyze's own reader accepts it
     assert evaluation.n == manifest["training"]["validation"]
     assert evaluation.model == manifest["name"]
 
@@ -71,24 +74,24 @@ def test_the_onnx_file_predicts_what_the_in_memory_model_does(trained, staged):
 
 
 def test_a_fixed_seed_gives_the_same_model_twice(trained, staged, fixtures, tmp_path):
-    train(fixtures / "faces" / "labels.csv", None, tmp_path / "again", QUICK, work_dir=staged[1], workers=1)
+    train(fixtures / "faces" / "labels.csv", tmp_path / "again", QUICK, ONE, work_dir=staged[1])
     assert (tmp_path / "again" / "model.onnx").read_bytes() == (trained.model_dir / "model.onnx").read_bytes()
-    other = train(fixtures / "faces" / "labels.csv", None, tmp_path / "other", replace(QUICK, seed=8),
-                  work_dir=staged[1], workers=1)
+    other = train(fixtures / "faces" / "labels.csv", tmp_path / "other", replace(QUICK, seed=8), ONE,
+                  work_dir=staged[1])
     assert other.manifest["name"] != trained.manifest["name"]
 
 
 def test_a_rerun_with_the_same_data_and_options_reuses_the_model(trained, staged, fixtures):
     stamp = (trained.model_dir / "model.onnx").stat().st_mtime_ns
-    again = train(fixtures / "faces" / "labels.csv", None, trained.model_dir, QUICK, work_dir=staged[1], workers=1)
+    again = train(fixtures / "faces" / "labels.csv", trained.model_dir, QUICK, ONE, work_dir=staged[1])
     assert again.reused and again.manifest["name"] == trained.manifest["name"]
     assert (trained.model_dir / "model.onnx").stat().st_mtime_ns == stamp
 
 
 def test_balance_needs_a_column_the_labels_have(staged, fixtures, tmp_path):
     with pytest.raises(GimgError, match="ethnicity"):
-        train(fixtures / "faces" / "labels.csv", None, tmp_path / "m", replace(QUICK, balance="ethnicity"),
-              work_dir=staged[1], workers=1)
+        train(fixtures / "faces" / "labels.csv", tmp_path / "m", replace(QUICK, balance="ethnicity"), ONE,
+              work_dir=staged[1])
 
 
 def test_a_study_sample_trains_on_its_female_and_male_labels_only(staged, tmp_path):
@@ -115,9 +118,9 @@ def test_a_labels_file_without_usable_columns_is_refused(tmp_path):
 
 
 def test_options_are_checked():
-    with pytest.raises(ValueError, match="validation share"):
+    with pytest.raises(ValueError, match="--validation-share must be between 0.05 and 0.5"):
         TrainOptions(validation_share=1.0)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="--learning-rate"):
         TrainOptions(learning_rate=0)
 
 
@@ -171,3 +174,15 @@ def test_a_model_file_that_does_not_match_its_manifest_is_refused(trained, tmp_p
     (copy / "manifest.json").write_text(json.dumps({"format": "something else"}))
     with pytest.raises(GimgError, match="format"):
         TrainedGender(copy)
+
+
+CUDA_HERE = "CUDAExecutionProvider" in __import__("onnxruntime").get_available_providers()
+
+
+@pytest.mark.skipif(CUDA_HERE, reason="this machine's onnxruntime has CUDA")
+def test_gpu_is_refused_for_a_trained_model_where_onnxruntime_would_fall_back_to_the_cpu(trained, gimg, tmp_path):
+    with pytest.raises(GimgError, match="^--gpu: onnxruntime runs the gender model on CPUExecutionProvider, not CUDA"):
+        TrainedGender(trained.model_dir, gpu=True)
+    assert TrainedGender(trained.model_dir).providers == ["CPUExecutionProvider"]
+    code, _, err = gimg("classify", "--out", tmp_path, "--model", trained.model_dir, "--gpu")
+    assert code == 2 and err.startswith("gimg: error: --gpu: onnxruntime runs") and len(err.splitlines()) == 1

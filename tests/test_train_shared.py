@@ -12,11 +12,12 @@ import pandas as pd
 
 from gimg import models
 from gimg.classify import OnnxGender
-from gimg.compare import evaluate_models
+from gimg.compare import compare_backends
+from gimg.crops import box_in_crop, decode_crop
 from gimg.facechips import align_chips
-from gimg.faces import box_in_crop, decode_crop
 from gimg.netgrad import Net
-from gimg.train import TrainOptions, in_memory_p_female, split_indices, train
+from gimg.options import EvaluateOptions, TrainOptions
+from gimg.train import in_memory_p_female, split_indices, train
 from gimg.trained import TrainedGender
 
 
@@ -30,12 +31,12 @@ def test_a_model_trained_on_shared_faces_holds_up_on_unseen_ones(shared_data, tm
     chosen.iloc[train_index].to_csv(tmp_path / "train.csv", index=False)
     chosen.iloc[holdout_index].to_csv(tmp_path / "holdout.csv", index=False)
     images = shared_data / "faces" / "utkface" / "images"
-    result = train(tmp_path / "train.csv", images, tmp_path / "model", TrainOptions(epochs=3, balance="race"),
+    result = train(tmp_path / "train.csv", tmp_path / "model", TrainOptions(images=images, epochs=3, balance="race"),
                    work_dir=tmp_path / "faces")
     assert result.manifest["training"]["train"] + result.manifest["training"]["validation"] == len(train_index)
     backend = TrainedGender(tmp_path / "model")
-    evaluation = evaluate_models(tmp_path / "holdout.csv", {"onnx": OnnxGender(), "trained": backend},
-                                 images=images, out=tmp_path / "holdout")
+    evaluation = compare_backends(tmp_path / "holdout.csv", {"onnx": OnnxGender(), "trained": backend},
+                                  tmp_path / "holdout", EvaluateOptions(images=images))
     summary = evaluation.comparison.summary.set_index("model")
     print(summary.to_string())
     assert summary.loc["trained", "faces"] >= 190

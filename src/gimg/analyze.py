@@ -7,9 +7,10 @@ This module computes; figures.py and report.py draw and write up its results, an
 from __future__ import annotations
 
 import importlib.resources
+import json
 import math
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +26,7 @@ from .correction import (
     load_evaluation,
 )
 from .errors import GimgError, MissingInputError
-from .layout import Layout, atomic_path, write_json
+from .layout import Layout, ModelDir, atomic_path, settings_path, write_json
 from .options import AnalyzeOptions
 
 CENSUS_COLUMNS = ["term", "bls_occupation", "bls_share_women", "bls_employed_thousands", "source"]
@@ -237,6 +238,25 @@ def choose_evaluation(options: AnalyzeOptions, models: list[str]) -> tuple[Evalu
     return chosen, source, notes
 
 
+def trained_model_evaluation(options: AnalyzeOptions, layout: Layout, terms: list[str]) -> AnalyzeOptions:
+    """options, correcting with the evaluation.json of the `gimg train` folder that classified every term, when
+    --evaluation is not given. The folder is the one the datasets' settings record; should it hold another model
+    since, choose_evaluation says so in a note."""
+    if options.evaluation is not None:
+        return options
+    folders = set()
+    for term in terms:
+        try:
+            settings = json.loads(settings_path(layout.dataset(term)).read_text(encoding="utf-8"))
+        except (OSError, ValueError):  # no record of how the term was classified: nothing to go by
+            return options
+        folder = ModelDir(settings.get("model", ""))
+        if not str(settings.get("name", "")).startswith("trained:") or not folder.evaluation_json.is_file():
+            return options
+        folders.add(folder.evaluation_json)
+    return replace(options, evaluation=folders.pop()) if len(folders) == 1 else options
+
+
 def summarize(
     layout: Layout, datasets: dict[str, pd.DataFrame], census: pd.DataFrame, options: AnalyzeOptions,
     evaluation: Evaluation | None, rng: np.random.Generator,
@@ -285,6 +305,7 @@ def analyze(out: Path, options: AnalyzeOptions = AnalyzeOptions()) -> AnalysisRe
     terms = layout.require_terms_with("dataset", "analyze", "classify")
     datasets = {term: _read_dataset(layout, term) for term in terms}
     models = sorted({model for dataset in datasets.values() for model in dataset["model"].dropna()})
+    options = trained_model_evaluation(options, layout, terms)
     chosen, source, notes = choose_evaluation(options, models)
     rng = np.random.default_rng(options.seed)
     summary, replicates, strips = summarize(layout, datasets, census_table, options, chosen, rng)

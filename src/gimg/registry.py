@@ -27,7 +27,12 @@ CLASSIFIERS = {
     "onnx": "gimg.classify:OnnxGender",
     "caffe": "gimg.classify:CaffeGender",
 }
-KINDS = {"engine": ENGINES, "face detector": DETECTORS, "gender model": CLASSIFIERS}
+# Each heat-map method: (classifier, RGB crop, face box in crop, OcclusionOptions) -> Explanation.
+HEAT_MAPS = {
+    "occlusion": "gimg.explain:occlusion_heat",
+    "gradient": "gimg.explain:gradient_heat",
+}
+KINDS = {"engine": ENGINES, "face detector": DETECTORS, "gender model": CLASSIFIERS, "heat map method": HEAT_MAPS}
 
 
 def check_choice(kind: str, name: str, choices) -> None:

