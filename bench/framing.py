@@ -14,6 +14,8 @@ Usage: python bench/framing.py [--out bench_framing] [--runs 3]
   load on the machine hardly changes it), in chunks of 64 as classify runs them, the variants taking turns on
   each chunk (gimg.compare.time_backends), median of --runs passes; and its ratio to the 32 px chip's, in the
   same run. Faces fixed and broken against the 32 px chip come with an exact McNemar p.
+- The classify stage's cost per face: decoding each crop and running the model, on every face found in each
+  set, the chip variants taking turns, median of --cost-runs passes (the 20% budget of issue 11 is on this).
 """
 
 from __future__ import annotations
@@ -96,10 +98,28 @@ def scene_changes(out: Path, models: dict, runs: int) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def stage_cost(out: Path, models: dict, runs: int) -> pd.DataFrame:
+    """CPU ms per face of the classify stage's own work (decoding each crop, then the model) on every face the
+    crop stage found in out, the variants taking turns on each chunk of 64, median of runs."""
+    from gimg.compare import time_backends
+    from gimg.crops import box_in_crop, decode_crop
+    from gimg.evaluate import EVALUATION_TERM
+    from gimg.layout import Layout
+
+    layout = Layout(out)
+    folder = layout.cropped(EVALUATION_TERM)
+    rows = pd.read_csv(layout.faces(EVALUATION_TERM)).to_dict("records")
+    encoded = [((folder / row["file"]).read_bytes(), box_in_crop(row)) for row in rows]
+    _, timings = time_backends(models, encoded, runs=runs,
+                               prepare=lambda part: [(decode_crop(data), box) for data, box in part])
+    return pd.DataFrame({"model": list(timings), "faces": len(encoded), "ms_per_face": list(timings.values())})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("bench_framing"))
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--cost-runs", type=int, default=7, help="passes of the classify-stage cost timing")
     args = parser.parse_args()
     if not (SHARED / "faces" / "utkface" / "labels.csv").is_file():
         print(f"bench/framing.py needs {SHARED} (the shared data next to the repo)", file=sys.stderr)
@@ -130,6 +150,12 @@ def main() -> None:
     scenes["time_vs_32px"] = scenes.ms_per_face / scenes.ms_per_face.iloc[0]
     print(f"\n== scene photos (no labels: changes against the 32 px chip)\n{scenes.round(4).to_string(index=False)}",
           flush=True)
+    chips = {name: model for name, model in models.items() if "flip" not in name}
+    for dataset in ("utkface", "facelab", "scenes"):
+        cost = stage_cost(args.out / dataset, chips, args.cost_runs)
+        cost["time_vs_32px"] = cost.ms_per_face / cost.ms_per_face.iloc[0]
+        print(f"\n== classify-stage cost per face (decode + model), {dataset}, median of {args.cost_runs}\n"
+              f"{cost.round(4).to_string(index=False)}", flush=True)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -136,26 +136,29 @@ def _disagreements(merged: pd.DataFrame, models: list[str], cutoff: float) -> pd
     return merged[split].assign(spread=spread).sort_values("spread", ascending=False).reset_index(drop=True)
 
 
-def time_backends(backends: Mapping[str, object], crops: list, *, runs: int = 1,
-                  chunk: int = _CHUNK) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+def time_backends(backends: Mapping[str, object], crops: list, *, runs: int = 1, chunk: int = _CHUNK,
+                  prepare: Callable[[list], list] | None = None) -> tuple[dict[str, np.ndarray], dict[str, float]]:
     """Each backend's p_female of (RGB crop, box) pairs, and its median CPU ms per face over runs.
 
     The backends run on this thread (gimg's workers are single-threaded), so their CPU time is what they cost
-    and other processes on a loaded machine hardly change it; they also take turns on each chunk of 64 faces
-    (as classify batches them), so what load remains affects them alike.
+    and other processes on a loaded machine change it little; they take turns on each chunk of 64 faces (as
+    classify batches them), in an order that rotates from chunk to chunk, so what load remains affects them
+    alike. prepare, when given, turns each chunk of crops into (RGB crop, box) pairs inside the timed part (for
+    instance decoding JPEG crops, as the classify stage does).
     """
     names = list(backends)
     if not crops:
         return {name: np.zeros(0) for name in names}, {name: float("nan") for name in names}
+    prepare = prepare or (lambda part: part)
     for backend in backends.values():
-        backend.predict(crops[:1])  # the first call pays for lazy set-up, which a long run amortises
+        backend.predict(prepare(crops[:1]))  # the first call pays for lazy set-up, which a long run amortises
     timings: dict[str, list[float]] = {name: [] for name in names}
     for _ in range(max(1, runs)):
         spent, parts = dict.fromkeys(names, 0.0), {name: [] for name in names}
-        for first in range(0, len(crops), chunk):
-            for name in names:
+        for turn, first in enumerate(range(0, len(crops), chunk)):
+            for name in names[turn % len(names):] + names[: turn % len(names)]:
                 start = time.process_time()
-                parts[name].append(backends[name].predict(crops[first : first + chunk]))
+                parts[name].append(backends[name].predict(prepare(crops[first : first + chunk])))
                 spent[name] += time.process_time() - start
         for name in names:
             timings[name].append(spent[name] * 1000 / len(crops))

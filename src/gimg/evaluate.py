@@ -15,7 +15,7 @@ from PIL import Image, ImageDraw, ImageOps
 
 from . import __version__
 from .analyze import biggest_faces
-from .classify import load_classifier, run_classify
+from .classify import classify_settings, load_classifier, run_classify
 from .correction import Evaluation, write_evaluation
 from .errors import GimgError, MissingInputError
 from .explain import misclassified_gallery
@@ -226,7 +226,7 @@ def provenance(labels_csv: Path, scored: pd.DataFrame, options: EvaluateOptions,
     return PROVENANCE.format(
         version=__version__, images=len(scored), pad=_PAD_BELOW, cutoff=f"{options.cutoff:g}",
         crop=", ".join(f"{key} {value}" for key, value in crop.settings().items()),
-        classify=", ".join(f"{key} {value}" for key, value in classify.settings().items()),
+        classify=", ".join(f"{key} {value}" for key, value in classify_settings(classify).items()),
         no_face=int(scored.p_female.isna().sum()), labels=Path(labels_csv).name,
         sha256=hashlib.sha256(Path(labels_csv).read_bytes()).hexdigest()[:16],
     )

@@ -194,8 +194,7 @@ class EvaluateOptions(Options):
     images: Path | None = option(None, "Folder of the labelled images. Default: images/ next to LABELS.", kind=Path)
     cutoff: float = cutoff_option()
     heatmaps: int = option(12, "Misclassified faces drawn with occlusion heat maps in misclassified_heatmaps.png, "
-                               "most confident first (each costs about as much as classifying 250 faces); 0: none.",
-                           low=0)
+                               "most confident first (about half a second of CPU each); 0: none.", low=0)
 
 
 @dataclass(frozen=True)
@@ -207,7 +206,7 @@ class ExecutionOptions(Options):
 
 
 # The bundled net's chip is rendered at this many times its 32 px side and shrunk (bench/framing.py measured it).
-DEFAULT_SUPERSAMPLE = 1
+DEFAULT_SUPERSAMPLE = 4
 
 
 @dataclass(frozen=True)
