@@ -56,6 +56,10 @@ def test_a_trained_model_through_the_cli(gimg, fixtures, tmp_path):
     analysis = json.loads(study.analysis_json.read_text())
     assert analysis["evaluation"]["model"] == name
     assert analysis["evaluation_source"] == str(ModelDir(model.resolve()).evaluation_json)
+    given = tmp_path / "eval" / "evaluation.json"
+    code, out, err = gimg("analyze", "--out", study.out, "--min-faces", "5", "--resamples", "200", "--evaluation", given)
+    assert code == 0, err
+    assert json.loads(study.analysis_json.read_text())["evaluation_source"] == str(given)
 
     # A model retrained in the same folder is another model: the classification is redone, not skipped.
     code, out, err = gimg("train", labels, "--out", model, "--epochs", "1", "--patience", "1", "--seed", "3",

@@ -339,7 +339,7 @@ def info() -> None:
 
 @cli.command()
 @click.argument("labels", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, envvar="GIMG_OUT",
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="MODEL_DIR to write: model.onnx, evaluation.json, manifest.json, and faces/ (the staged crops).")
 @options_of(TrainOptions, ExecutionOptions)
 def train(labels: Path, out: Path, **values) -> None:

@@ -13,7 +13,7 @@ import pandas as pd
 from .classify import Classifier, load_classifier
 from .crops import box_in_crop, decode_crop
 from .errors import GimgError
-from .evaluate import AGE_BANDS, AGE_LABELS, EVALUATION_TERM, calibration, metrics_for, stage_and_crop
+from .evaluate import EVALUATION_TERM, age_bands, calibration, group_text, metrics_for, stage_and_crop
 from .layout import Layout, atomic_path
 from .options import ClassifyOptions, CropOptions, EvaluateOptions, ExecutionOptions
 
@@ -47,10 +47,7 @@ def group_labels(labels: pd.DataFrame, columns: Sequence[str] | None = None) -> 
         raise GimgError(f"no column {', '.join(missing)} in the labels to group by: they have {', '.join(labels)}")
     groups = pd.DataFrame(index=labels.index)
     for column in columns:
-        values = labels[column]
-        if column.lower() == "age":
-            values = pd.cut(pd.to_numeric(values, errors="coerce"), AGE_BANDS, right=False, labels=AGE_LABELS)
-        groups[column] = values.astype(object).map(lambda value: value if pd.isna(value) else str(value))
+        groups[column] = (age_bands if column.lower() == "age" else group_text)(labels[column])
     return groups
 
 

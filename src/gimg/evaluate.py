@@ -194,19 +194,23 @@ def metrics_for(scored: pd.DataFrame, cutoff: float) -> dict:
     return {**counts, "no_face": int(scored.p_female.isna().sum()), **rates(counts)}
 
 
-def _as_text(values: pd.Series) -> pd.Series:
+def group_text(values: pd.Series) -> pd.Series:
     """Group labels as text, a missing label as NaN (in no group), the same under every pandas version."""
     return values.astype(object).map(lambda value: value if pd.isna(value) else str(value))
+
+
+def age_bands(ages: pd.Series) -> pd.Series:
+    """Ages as the bands results are broken down by (<30, 30-44, 45-59, 60+), as text; NaN where unknown."""
+    return group_text(pd.cut(pd.to_numeric(ages, errors="coerce"), AGE_BANDS, right=False, labels=AGE_LABELS))
 
 
 def group_columns(labels: pd.DataFrame) -> pd.DataFrame:
     """Group labels to break results down by: gender, race and age band where present (NaN where missing)."""
     groups = pd.DataFrame({"gender": labels.gender}, index=labels.index)
     if "race" in labels:
-        groups["race"] = _as_text(labels.race)
+        groups["race"] = group_text(labels.race)
     if "age" in labels:
-        groups["age"] = _as_text(pd.cut(pd.to_numeric(labels.age, errors="coerce"), AGE_BANDS, right=False,
-                                        labels=AGE_LABELS))
+        groups["age"] = age_bands(labels.age)
     return groups
 
 
