@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import shutil
 from pathlib import Path
@@ -27,9 +28,9 @@ from gimg.classify import (
 )
 from gimg.crops import Box
 from gimg.errors import ModelError
-from gimg.facechips import ChipSpec
+from gimg.facechips import DEFAULT_FRAMING, ChipSpec
 from gimg.faces import detect_faces, run_crop
-from gimg.layout import Layout
+from gimg.layout import Layout, settings_path
 from gimg.models import CAFFE_DIR_VARIABLE
 from gimg.options import ClassifyOptions, ExecutionOptions
 from gimg.pipeline import run_crop_classify
@@ -119,6 +120,18 @@ def test_fused_pass_classifies_terms_cropped_earlier(fixtures, tmp_path):
 def test_rerun_skips_a_classified_term(classified):
     out = classified[0]
     assert [outcome.status for outcome in run_classify(out, execution=ExecutionOptions(workers=1))] == ["skipped"]
+
+
+def test_the_settings_record_the_framing_and_a_dataset_of_another_framing_is_redone(classified, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(classified[0], out)
+    record = settings_path(Layout(out).dataset("faces"))
+    assert json.loads(record.read_text()) == {"model": "onnx", "name": "onnx:gender-v1",
+                                              "framing": DEFAULT_FRAMING.describe()}
+    record.write_text(json.dumps({"model": "onnx"}))  # as written before the framing was recorded (32 px chips)
+    os.utime(Layout(out).dataset("faces"))
+    assert [outcome.status for outcome in run_classify(out, execution=ExecutionOptions(workers=1))] == ["done"]
+    assert json.loads(record.read_text())["framing"] == DEFAULT_FRAMING.describe()
 
 
 @pytest.mark.parametrize("index", [0, 7, 21, 33, 49])
