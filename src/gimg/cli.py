@@ -349,7 +349,7 @@ def train(labels: Path, out: Path, **values) -> None:
     """
     try:
         from .train import train as train_model
-    except ModuleNotFoundError as error:
+    except ImportError as error:  # the onnx package of the train extra is not installed
         raise GimgError(f"gimg train needs the training extra ({error.name} is missing): "
                         "pip install 'gimg[train]'") from None
 
