@@ -193,8 +193,9 @@ class EvaluateOptions(Options):
 
     images: Path | None = option(None, "Folder of the labelled images. Default: images/ next to LABELS.", kind=Path)
     cutoff: float = cutoff_option()
-    heatmaps: int = option(12, "Misclassified faces drawn with occlusion heat maps in misclassified_heatmaps.png, "
-                               "most confident first (about half a second of CPU each); 0: none.", low=0)
+    heatmaps: int = option(12, "With one --model: misclassified faces drawn with occlusion heat maps in "
+                               "misclassified_heatmaps.png, most confident first (about half a second of CPU "
+                               "each); 0: none.", low=0)
 
 
 @dataclass(frozen=True)
