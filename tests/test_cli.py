@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -127,3 +128,13 @@ def test_info_names_the_version_every_model_file_its_license_and_the_browser(gim
     assert "gender-v1.onnx" in models["model gender net gender-v1.onnx (default model)"]
     assert "CPUExecutionProvider" in lines["onnxruntime providers"]
     assert lines["chromedriver"].startswith("/usr/bin/chromedriver: ChromeDriver")
+
+
+def test_train_without_its_extra_says_what_to_install(gimg, monkeypatch, fixtures, tmp_path):
+    for module in ("gimg.train", "gimg.netgrad"):
+        monkeypatch.delitem(sys.modules, module, raising=False)
+    monkeypatch.setitem(sys.modules, "onnx", None)  # as if the train extra (the onnx package) were not installed
+    code, _, err = gimg("train", fixtures / "faces" / "labels.csv", "--out", tmp_path / "model")
+    assert code == 2
+    assert one_line_error(err) == ("gimg: error: gimg train needs the training extra (onnx is missing): "
+                                   "pip install 'gimg[train]'")

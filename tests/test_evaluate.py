@@ -97,7 +97,7 @@ def test_the_shipped_evaluation_is_what_gimg_evaluate_measures(shared_data, tmp_
     """All 2,000 labelled faces through the default path: exactly the counts of the evaluation every analysis
     corrects with by default. A change that moves them must ship a new file, written by `gimg evaluate` itself."""
     result = run_evaluate(shared_data / "faces" / "utkface" / "labels.csv", tmp_path, execution=TWO)
-    measured = json.loads(result.json_path.read_text(encoding="utf-8"))
+    measured = json.loads(result.json_path.read_text(encoding="utf-8"))  # as written: an undefined rate is null
     shipped = json.loads(default_evaluation_path("onnx").read_text(encoding="utf-8"))
     print(json.dumps({k: measured[k] for k in ("counts", "accuracy", "sensitivity", "specificity", "no_face")}))
     for key in ("counts", "model", "cutoff", "dataset", "provenance", "no_face", "groups"):

@@ -7,6 +7,7 @@ This module computes; figures.py and report.py draw and write up its results, an
 from __future__ import annotations
 
 import importlib.resources
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +29,7 @@ from .correction import (
 )
 from .coded import analyze_codes
 from .errors import GimgError, MissingInputError
-from .layout import Layout, atomic_path, write_csv, write_json
+from .layout import Layout, ModelDir, atomic_path, settings_path, write_csv, write_json
 from .literature import PERMUTATIONS, RANK_BAND_COLUMNS, Literature, classified_literature, coded_literature
 from .options import AnalyzeOptions
 from .ranks import TERM_COLUMNS
@@ -205,17 +206,21 @@ def choose_evaluation(
     """The evaluation to correct with, where it came from, its domain, and notes on anything that makes it fit poorly.
 
     In order: --evaluation ("file"; "study" when it is this study's own); the study's own labelled faces
-    (validation/evaluation.json, written by `gimg label report`: "study"); the evaluation shipped for the model
-    ("shipped").
+    (validation/evaluation.json, written by `gimg label report`: "study"); the validation split of the `gimg train`
+    folder that classified every term ("model"); the evaluation shipped for the model ("shipped").
     """
     notes = []
     cutoff = options.cutoff
+    trained = trained_evaluation(layout)
     if options.evaluation is not None:
         chosen, source = load_evaluation(options.evaluation), str(options.evaluation)
         domain = "study" if Path(options.evaluation).resolve() == layout.study_evaluation.resolve() else "file"
     elif layout.study_evaluation.is_file():
         chosen, domain = load_evaluation(layout.study_evaluation), "study"
         source = f"labels of this study's own faces ({layout.study_evaluation})"
+    elif trained is not None:
+        chosen, domain = load_evaluation(trained), "model"
+        source = f"the validation split of the model trained in {trained.parent}"
     else:
         families = sorted({model.split(":", 1)[0] for model in models})
         default = default_evaluation_path(families[0]) if len(families) == 1 else None
@@ -231,6 +236,23 @@ def choose_evaluation(
         notes.append(f"the evaluation measured the error rates at cutoff {chosen.cutoff:g}, the analysis uses "
                      f"{cutoff:g}: the correction is only approximate")
     return chosen, source, domain, notes
+
+
+def trained_evaluation(layout: Layout) -> Path | None:
+    """The evaluation.json of the `gimg train` folder that classified every term (as the datasets' settings record),
+    or None when the terms were classified otherwise; should the folder hold another model since, the model names
+    differ and choose_evaluation says so in a note."""
+    folders = set()
+    for term in layout.terms_with("dataset"):
+        try:
+            settings = json.loads(settings_path(layout.dataset(term)).read_text(encoding="utf-8"))
+        except (OSError, ValueError):  # no record of how the term was classified: nothing to go by
+            return None
+        folder = ModelDir(settings.get("model", ""))
+        if not str(settings.get("name", "")).startswith("trained:") or not folder.evaluation_json.is_file():
+            return None
+        folders.add(folder.evaluation_json)
+    return folders.pop() if len(folders) == 1 else None
 
 
 def summarize(

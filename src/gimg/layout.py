@@ -170,6 +170,17 @@ class Layout:
         return self.out / "misclassified.png"
 
     @property
+    def misclassified_heatmaps_png(self) -> Path:
+        """Heat maps of the misclassified faces of `gimg evaluate` with one model, most confident first."""
+        return self.out / "misclassified_heatmaps.png"
+
+    @property
+    def comparison_csvs(self) -> dict[str, Path]:
+        """`gimg evaluate` with several models: one row per model, per model and group, per face they split on."""
+        return {"summary": self.out / "comparison.csv", "groups": self.out / "comparison_groups.csv",
+                "disagreements": self.out / "disagreements.csv"}
+
+    @property
     def demo_site(self) -> Path:
         """The local engine's site that `gimg demo` builds and serves: img/, index.csv (the truth), terms.txt."""
         return self.out / DEMO_SITE
@@ -331,6 +342,36 @@ class Layout:
     def comparison_figure(self, name: str) -> Path:
         """One of the comparison's figures as PNG: engines, drift or rank_bands."""
         return self.comparison / f"{name}.png"
+
+
+class ModelDir:
+    """The folder `gimg train` writes: model.onnx, evaluation.json, manifest.json (last: the completion marker)."""
+
+    def __init__(self, folder: Path | str) -> None:
+        self.folder = Path(folder)
+
+    @property
+    def model_onnx(self) -> Path:
+        return self.folder / "model.onnx"
+
+    @property
+    def manifest(self) -> Path:
+        return self.folder / "manifest.json"
+
+    @property
+    def evaluation_json(self) -> Path:
+        """The evaluation of the validation split, in `gimg evaluate`'s format (what analyze corrects with)."""
+        return self.folder / EVALUATION_JSON
+
+    @property
+    def faces(self) -> Path:
+        """The output tree in which the crop stage finds the labelled faces (a rerun reuses it)."""
+        return self.folder / "faces"
+
+
+def is_model_dir(path: Path | str) -> bool:
+    """Whether path is a folder holding a trained model's manifest (what `--model MODEL_DIR` accepts)."""
+    return ModelDir(path).manifest.is_file()
 
 
 def settings_path(output: Path) -> Path:

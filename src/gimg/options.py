@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import OptionError
-from .layout import check_rater
-from .registry import CLASSIFIERS, DETECTORS, ENGINES, check_choice
+from .layout import check_rater, is_model_dir
+from .registry import CLASSIFIERS, DETECTORS, ENGINES, HEAT_MAPS, check_choice
 
 POLICIES = ("biggest", "all", "single")
 SAFE_SEARCH = ("off", "moderate", "strict")
@@ -204,13 +204,27 @@ class CropOptions(Options):
                                     "original did.")
 
 
+def gender_model(name: str) -> str:
+    """A registered gender model's name as is, a `gimg train` folder as an absolute path; OptionError otherwise."""
+    if name in CLASSIFIERS:
+        return name
+    if is_model_dir(name):
+        return str(Path(name).resolve())
+    raise OptionError(f"unknown gender model '{name}': choose one of {', '.join(CLASSIFIERS)}, or a folder made by "
+                      "`gimg train` (with its manifest.json)")
+
+
 @dataclass(frozen=True)
 class ClassifyOptions(Options):
     """Which gender model runs, and where."""
 
-    model: str = option("onnx", "Gender model: the bundled ONNX net, or the Levi-Hassner Caffe net in "
-                                "cnn_age_gender/.", choices=tuple(CLASSIFIERS), noun="gender model")
+    model: str = option("onnx", "Gender model: onnx (the bundled net), caffe (the Levi-Hassner net in "
+                                "cnn_age_gender/), or a MODEL_DIR made by `gimg train`.", kind=str)
     gpu: bool = option(False, "Run the model on a CUDA GPU; exits 2 where there is none.", affects_output=False)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "model", gender_model(self.model))
 
 
 @dataclass(frozen=True)
@@ -250,6 +264,9 @@ class EvaluateOptions(Options):
 
     images: Path | None = option(None, "Folder of the labelled images. Default: images/ next to LABELS.", kind=Path)
     cutoff: float = cutoff_option()
+    heatmaps: int = option(12, "With one --model: misclassified faces drawn with occlusion heat maps in "
+                               "misclassified_heatmaps.png, most confident first (about half a second of CPU "
+                               "each); 0: none.", low=0)
 
 
 @dataclass(frozen=True)
@@ -258,6 +275,45 @@ class ExecutionOptions(Options):
 
     workers: int | None = option(None, "Worker processes (or concurrent terms for download). Default: the number "
                                        "of CPUs.", kind=int, low=1, affects_output=False)
+
+
+# The bundled net's chip is rendered at this many times its 32 px side and shrunk (bench/framing.py measured it).
+DEFAULT_SUPERSAMPLE = 4
+
+
+@dataclass(frozen=True)
+class TrainOptions(Options):
+    """How `gimg train` fine-tunes the bundled net: the split, the schedule, weights, augmentation, calibration."""
+
+    images: Path | None = option(None, "Folder of the labelled images (default: images/ beside LABELS), or the "
+                                       "study folder of a validation sample (default: the folder above its "
+                                       "validation/).", kind=Path, affects_output=False)
+    seed: int = option(0, "Seed of the split, the shuffles and the augmentation: one seed, one model.")
+    validation_share: float = option(0.2, "Share of the faces held out for early stopping, calibration and the "
+                                          "model's evaluation.json.", low=0.05, high=0.5)
+    epochs: int = option(30, "Most passes over the training faces.", low=1)
+    patience: int = option(5, "Stop after this many epochs without a lower validation loss.", low=1)
+    batch_size: int = option(64, "Faces per training step.", low=2)
+    learning_rate: float = option(3e-4, "Step size of the Adam optimiser.", low=1e-7, high=1)
+    anchor: float = option(1e-3, "Pull of each weight towards its pretrained value, against overfitting few faces.",
+                           low=0)
+    augment: bool = option(True, "Train on random flips, rotations, scale and crop jitter, colour jitter, blur and "
+                                 "erasing of each face.")
+    balance: str | None = option(None, "Give every group of this labels column (e.g. race) equal weight within "
+                                       "each gender.", kind=str)
+    calibrate: bool = option(True, "Fit Platt scaling on the validation split, folded into the model.")
+    supersample: int = option(DEFAULT_SUPERSAMPLE, "Render each 32 px chip at this many times its side and shrink "
+                                                   "it, as the bundled net's framing does.", low=1, high=8)
+    cutoff: float = cutoff_option()
+
+
+@dataclass(frozen=True)
+class ExplainOptions(Options):
+    """How `gimg explain` draws what a model looks at."""
+
+    method: str = option("occlusion", "Heat map: occlusion sensitivity (any model), or gradients (onnx and `gimg "
+                                      "train` models; needs gimg[train]).", choices=tuple(HEAT_MAPS),
+                         noun="heat map method")
 
 
 SECTIONS: dict[str, type[Options]] = {

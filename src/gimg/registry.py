@@ -32,7 +32,13 @@ CORRECTIONS = {  # by Evaluation.kind: how the error rates of an evaluation are 
     "counts": "gimg.correction:RateCorrection",
     "study": "gimg.studyrates:StudyCorrection",
 }
-KINDS = {"engine": ENGINES, "face detector": DETECTORS, "gender model": CLASSIFIERS, "correction": CORRECTIONS}
+# Each heat-map method: (classifier, RGB crop, face box in crop, OcclusionOptions) -> Explanation.
+HEAT_MAPS = {
+    "occlusion": "gimg.explain:occlusion_heat",
+    "gradient": "gimg.explain:gradient_heat",
+}
+KINDS = {"engine": ENGINES, "face detector": DETECTORS, "gender model": CLASSIFIERS, "correction": CORRECTIONS,
+         "heat map method": HEAT_MAPS}
 
 
 def check_choice(kind: str, name: str, choices) -> None:
