@@ -1,4 +1,4 @@
-"""The fetcher reads the environment once: a proxy named there is still used, and only then is it read again."""
+"""The fetcher reads the environment once: a proxy or CA bundle named there is still used."""
 
 from __future__ import annotations
 
@@ -19,10 +19,18 @@ def test_a_proxy_named_in_the_environment_carries_the_downloads(monkeypatch):
 
 
 def test_without_a_proxy_the_environment_is_not_read_for_each_request(monkeypatch):
-    for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy",
-                 "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+    for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
         monkeypatch.delenv(name, raising=False)
     body = encode(photo(1), "JPEG")
     with serve({"/1.jpg": ok(body)}) as server, Fetcher(FetchOptions(), per_host=2) as fetcher:
         monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # set after the fetcher was made: not read
         assert fetcher.get(server.link("/1.jpg")) == body
+
+
+def test_the_ca_bundle_named_in_the_environment_is_the_one_verified_against(monkeypatch, tmp_path):
+    for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path / "company-ca.pem"))
+    with Fetcher(FetchOptions(), per_host=2) as fetcher:
+        assert fetcher.session.verify == str(tmp_path / "company-ca.pem")

@@ -77,6 +77,16 @@ def _cpu(pid: int) -> float:
     return times.user + times.system
 
 
+def _only_worker(pool: ProcessPool) -> int:
+    """The pid of the pool's one worker, once it runs."""
+    deadline = time.monotonic() + 30
+    while not pool.pids():
+        assert time.monotonic() < deadline, "the worker never started"
+        time.sleep(0.01)
+    (pid,) = pool.pids()
+    return pid
+
+
 def test_a_worker_killed_mid_image_fails_that_image_and_the_next_ones_go_on(tmp_path):
     outcomes: dict[str, Stored] = {}
     arrived = threading.Event()
@@ -88,11 +98,8 @@ def test_a_worker_killed_mid_image_fails_that_image_and_the_next_ones_go_on(tmp_
         return record
 
     with ProcessPool(1) as pool:
+        victim = _only_worker(pool)
         deadline = time.monotonic() + 30
-        while not pool.pids():
-            assert time.monotonic() < deadline, "the worker never started"
-            time.sleep(0.01)
-        (victim,) = pool.pids()
         before = _cpu(victim)
         pool.submit(Job(_slow_png(), str(tmp_path), "0001_slow"), done("slow"))
         while _cpu(victim) < before + 0.03:  # it is decoding now: 0.03 of about 0.5 CPU s
@@ -111,11 +118,8 @@ def test_a_worker_killed_mid_image_fails_that_image_and_the_next_ones_go_on(tmp_
 def test_a_worker_killed_while_idle_is_replaced_before_it_gets_a_job(tmp_path):
     got: list[Stored] = []
     with ProcessPool(1) as pool:
+        victim = _only_worker(pool)
         deadline = time.monotonic() + 30
-        while not pool.pids():
-            assert time.monotonic() < deadline, "the worker never started"
-            time.sleep(0.01)
-        (victim,) = pool.pids()
         os.kill(victim, signal.SIGKILL)
         while pool.pids():
             assert time.monotonic() < deadline, "the pool never saw its worker die"

@@ -133,8 +133,10 @@ class Fetcher:
         self.session.cookies.set_policy(_NoCookies())
         self.session.max_redirects = 10
         # requests reads the environment (proxies, CA bundle, ~/.netrc) again for every request: a quarter of a
-        # fetch's CPU. Only proxies and a CA bundle matter for image hosts (they get no netrc passwords).
-        self.session.trust_env = _environment_matters()
+        # fetch's CPU. The CA bundle is read once here; proxies, when there are any, are left to requests;
+        # image hosts get no ~/.netrc passwords.
+        self.session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+        self.session.trust_env = bool(getproxies())
         # pool_block: a thread never opens a 5th socket to a host; HostQueue already keeps it from trying.
         adapter = HTTPAdapter(pool_connections=256, pool_maxsize=per_host, pool_block=True, max_retries=0)
         self.session.mount("http://", adapter)
@@ -189,11 +191,6 @@ class Fetcher:
 
     def _too_large(self) -> FetchError:
         return FetchError(f"too large: over {self.options.max_bytes} bytes (not kept)", status="rejected")
-
-
-def _environment_matters() -> bool:
-    """Whether the environment names a proxy or a CA bundle that requests must keep reading."""
-    return bool(getproxies() or os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE"))
 
 
 def host_of(url: str) -> str | None:
