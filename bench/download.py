@@ -1,6 +1,7 @@
 """Download throughput: gimg against img2dataset, side by side in one run, from 16 loopback hosts with 50 ms latency.
 
 Usage: python bench/download.py [--count 1000] [--runs 3] [--sequential 200] [--img2dataset PATH]
+                                [--modes gimg,img2dataset-raw,img2dataset-decode] [--other-src DIR/src]
 
 A separate process serves COUNT distinct JPEGs (640x480, quality 85, ~60-90 KB: gradients with noise), spread
 round robin over 127.0.0.1 ... 127.0.0.16 (Linux routes all of 127/8 to lo), each answer 50 ms late; it counts
@@ -152,14 +153,19 @@ def _timed(command: list[str], env: dict[str, str]) -> tuple[float, float, float
     return seconds, max(waited, sum(cpu_seen.values())), peak[0] / 2**20
 
 
-def run_gimg(urls: list[str], work: Path) -> Run:
-    """`python -m gimg download` of every URL as one term, with gimg's defaults; counts its manifest."""
+def run_gimg(urls: list[str], work: Path, source: Path | None = None) -> Run:
+    """`python -m gimg download` of every URL as one term, with gimg's defaults; counts its manifest.
+
+    source: a folder holding another gimg package (`git archive REV src | tar -x -C DIR`, then DIR/src),
+    put first on PYTHONPATH, to compare with another revision in the same run.
+    """
     table, terms, out = work / "urls.csv", work / "terms.txt", work / "gimg"
     table.write_text("term,url\n" + "".join(f"bench,{url}\n" for url in urls))
     terms.write_text("bench\n")
     command = [sys.executable, "-m", "gimg", "-q", "download", str(terms), "--out", str(out), "--engine", "urls",
                "--urls", str(table), "--limit", str(len(urls))]
-    seconds, cpu, rss = _timed(command, dict(os.environ))
+    env = {**os.environ, "PYTHONPATH": str(source)} if source is not None else dict(os.environ)
+    seconds, cpu, rss = _timed(command, env)
     with (out / "Downloaded_images" / "bench" / "manifest.csv").open(newline="") as handle:
         rows = list(csv.DictReader(handle))
     ranks = sorted(int(row["rank"]) for row in rows)
@@ -254,13 +260,23 @@ def img2dataset_path(given: Path | None) -> Path:
     return executable
 
 
+@dataclass(frozen=True)
+class Tools:
+    """What the modes run: the img2dataset command, another gimg's src/ folder."""
+
+    img2dataset: Path | None = None
+    other_src: Path | None = None
+
+
 MODES = {
-    "gimg": lambda urls, work, i2d: run_gimg(urls, work),
-    "img2dataset-raw": lambda urls, work, i2d: run_img2dataset(urls, work, i2d, decode=False),
-    "img2dataset-decode": lambda urls, work, i2d: run_img2dataset(urls, work, i2d, decode=True),
+    "gimg": lambda urls, work, tools: run_gimg(urls, work),
+    "gimg-other": lambda urls, work, tools: run_gimg(urls, work, tools.other_src),
+    "img2dataset-raw": lambda urls, work, tools: run_img2dataset(urls, work, tools.img2dataset, decode=False),
+    "img2dataset-decode": lambda urls, work, tools: run_img2dataset(urls, work, tools.img2dataset, decode=True),
 }
 LABELS = {
     "gimg": "gimg (full validation)",
+    "gimg-other": "gimg from --other-src",
     "img2dataset-raw": "img2dataset, no decoding",
     "img2dataset-decode": "img2dataset, decode + re-encode",
 }
@@ -282,10 +298,17 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--sequential", type=int, default=200, help="URLs for the (slow) sequential baseline")
     parser.add_argument("--img2dataset", type=Path, default=None, help="img2dataset command (default: its own venv)")
-    parser.add_argument("--modes", default=",".join(MODES), help=f"comma-separated, of {', '.join(MODES)}")
+    parser.add_argument("--modes", default="gimg,img2dataset-raw,img2dataset-decode",
+                        help=f"comma-separated, of {', '.join(MODES)}")
+    parser.add_argument("--other-src", type=Path, default=None,
+                        help="a src/ folder of another gimg revision, run as mode gimg-other (added when given)")
     options = parser.parse_args()
     modes = [mode.strip() for mode in options.modes.split(",")]
-    i2d = img2dataset_path(options.img2dataset) if any(mode.startswith("img2dataset") for mode in modes) else None
+    if options.other_src is not None and "gimg-other" not in modes:
+        modes.insert(1, "gimg-other")
+    wants_img2dataset = any(mode.startswith("img2dataset") for mode in modes)
+    tools = Tools(img2dataset_path(options.img2dataset) if wants_img2dataset else None,
+                  options.other_src.resolve() if options.other_src else None)
     load_before = os.getloadavg()
 
     context = multiprocessing.get_context("spawn")
@@ -300,7 +323,7 @@ def main() -> None:
                 pipe.send("reset")
                 pipe.recv()
                 with tempfile.TemporaryDirectory() as work:
-                    run = MODES[mode](urls, Path(work), i2d)
+                    run = MODES[mode](urls, Path(work), tools)
                 pipe.send("stats")
                 run.in_flight, run.connections, run.requests = pipe.recv()
                 runs[mode].append(run)
