@@ -132,8 +132,8 @@ class Fetcher:
         self.session.headers.update({"User-Agent": USER_AGENT, "Accept": "image/*,*/*;q=0.8"})
         self.session.cookies.set_policy(_NoCookies())
         self.session.max_redirects = 10
-        # requests reads the environment (proxies, CA bundle, ~/.netrc) again for every request: a quarter of a
-        # fetch's CPU. The CA bundle is read once here; proxies, when there are any, are left to requests;
+        # requests reads the environment (proxies, CA bundle, ~/.netrc) again for every request: up to a quarter of
+        # a fetch's CPU. The CA bundle is read once here; proxies, when there are any, are left to requests;
         # image hosts get no ~/.netrc passwords.
         self.session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
         self.session.trust_env = bool(getproxies())
