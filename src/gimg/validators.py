@@ -215,13 +215,16 @@ class _Worker:
         self._process = context.Process(target=_serve, args=(theirs, *self._limits), daemon=True)
         self._process.start()
         theirs.close()  # so that our end sees EOF when the worker dies
+        # A forkserver child's exit status is read once from a pipe: two threads asking at once could lose it.
+        self._status = threading.Lock()
 
     @property
     def pid(self) -> int:
         return self._process.pid or 0
 
     def alive(self) -> bool:
-        return self._process.is_alive()
+        with self._status:
+            return self._process.is_alive()
 
     def send(self, job: Job | None) -> None:
         """Send a job (None: the end), as two messages: where it goes, then the body, which is never copied."""
@@ -243,22 +246,29 @@ class _Worker:
 
     def death(self) -> str:
         """How the worker ended, as a reason: 'killed by SIGKILL' or 'exit code 1'."""
-        self._process.join(5)
+        self._ended()
         code = self._process.exitcode
-        if code is not None and code < 0:
+        if code is None or code >= 0:
+            return f"exit code {code}"
+        try:
             return f"killed by {signal.Signals(-code).name}"
-        return f"exit code {code}"
+        except ValueError:  # a signal number Python has no name for
+            return f"killed by signal {-code}"
 
     def replaced(self) -> _Worker:
         """A fresh worker with the same limits, after this one is cleaned up."""
         self._connection.close()
-        self._process.join(5)
+        self._ended()
         return _Worker(self._context, *self._limits)
 
     def stop(self) -> None:
         self.send(None)
-        self._process.join(5)
+        self._ended()
         self._connection.close()
+
+    def _ended(self) -> None:
+        with self._status:
+            self._process.join(5)
 
 
 def _serve(connection: Connection, max_pixels: int, min_side: int) -> None:
