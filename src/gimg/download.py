@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +32,8 @@ from .layout import NEAR_DUPLICATES, QUARANTINE, Layout, atomic_path, write_csv
 from .options import DownloadOptions, ExecutionOptions
 from .outcome import TermOutcome
 from .parallel import default_workers
-from .validate import MAX_PIXELS, MIN_SIDE, keep_image, perceptual_hash, sniff
+from .validate import MAX_PIXELS, MIN_SIDE, perceptual_hash
+from .validators import InThreads, Job, ProcessPool, Stored, failure_reason
 
 log = logging.getLogger(__name__)
 COLUMNS = ["rank", "url", "source_page", "engine", "time", "sha256", "status", "error", "file", "run"]
@@ -85,18 +87,23 @@ class _Task:
 
 @dataclass
 class Downloader:
-    """The download threads shared by all terms: host-aware scheduling, retries, validation, atomic writes."""
+    """The download threads shared by all terms: host-aware scheduling, retries, then validation and atomic
+    writes on `processes` worker processes (in the download threads themselves when processes is 1)."""
 
     per_host: int
     fetch: FetchOptions = field(default_factory=FetchOptions)
     max_pixels: int = MAX_PIXELS
     min_side: int = MIN_SIDE
+    processes: int = field(default_factory=default_workers)
 
     def __enter__(self) -> Downloader:
         self._fetcher = Fetcher(self.fetch, self.per_host)
         self._queue: HostQueue[_Task] = HostQueue(self.per_host)
-        # Decoding is CPU and memory: a few at a time is all two cores can use, and it bounds peak memory.
-        self._decoding = threading.BoundedSemaphore(2 * default_workers())
+        if self.processes > 1:
+            self._validator: InThreads | ProcessPool = ProcessPool(self.processes, self.max_pixels, self.min_side)
+        else:
+            self._validator = InThreads(self.max_pixels, self.min_side)
+        self._validator.__enter__()  # the workers start while the first bodies are on their way
         self._threads = [threading.Thread(target=self._work, daemon=True) for _ in range(self.fetch.connections)]
         for thread in self._threads:
             thread.start()
@@ -106,6 +113,7 @@ class Downloader:
         self._queue.close()
         for thread in self._threads:
             thread.join()
+        self._validator.__exit__()
         self._fetcher.__exit__()
 
     def download(self, results: list[SearchResult], folder: Path, run: str = "") -> Iterator[list[Record]]:
@@ -148,26 +156,16 @@ class Downloader:
                 continue
             except Exception as error:  # a worker must never die: the result is failed, the others go on
                 self._queue.done(host)
-                task.deliver(replace(task.record, status="failed", error=_reason(error)))
+                task.deliver(replace(task.record, status="failed", error=failure_reason(error)))
                 continue
             self._queue.done(host)
-            task.deliver(self._keep(task, data))
+            job = Job(data, str(task.folder), image_stem(task.result))
+            self._validator.submit(job, partial(_deliver_stored, task))
 
-    def _keep(self, task: _Task, data: bytes) -> Record:
-        """Validate data and write it: the JPEG under its stem, or the raw bytes into quarantine."""
-        record, stem = task.record, image_stem(task.result)
-        try:
-            with self._decoding:
-                kept = keep_image(data, max_pixels=self.max_pixels, min_side=self.min_side)
-            if isinstance(kept, str):
-                name = f"{QUARANTINE}/{stem}.{sniff(data) or 'bin'}"
-                _write(task.folder / name, data)
-                sha256 = hashlib.sha256(data).hexdigest()
-                return replace(record, status="rejected", error=kept, file=name, sha256=sha256)
-            _write(task.folder / f"{stem}.jpg", kept.jpeg)
-            return replace(record, status="downloaded", file=f"{stem}.jpg", sha256=kept.sha256, phash=kept.phash)
-        except Exception as error:  # e.g. a full disk: this result is failed, the others go on
-            return replace(record, status="failed", error=_reason(error))
+
+def _deliver_stored(task: _Task, stored: Stored) -> None:
+    """Hand on the record of a validated (or quarantined, or failed) body."""
+    task.deliver(replace(task.record, **stored._asdict()))
 
 
 class Journal:
@@ -287,11 +285,11 @@ def run_download(
 ) -> list[TermOutcome]:
     """Download up to options.limit images per term into OUT/Downloaded_images/<term>/, resuming unfinished terms.
 
-    execution.workers bounds the terms searched at once; options.max_per_host the downloads in flight per host,
-    fetch (timeouts, retries, connections in all) how they behave on the network. engine answers the searches
-    (default: make_engine(options)); run names this run in the manifests (default: a run starting now). Writes
-    download_summary.csv, one row per downloaded term, last, and what the engine was asked to
-    context/<run id>.json as each term ends.
+    execution.workers bounds the terms searched at once and sets the validation processes (1: validation runs
+    in the download threads); options.max_per_host the downloads in flight per host, fetch (timeouts, retries,
+    connections in all) how they behave on the network. engine answers the searches (default: make_engine(options));
+    run names this run in the manifests (default: a run starting now). Writes download_summary.csv, one row per
+    downloaded term, last, and what the engine was asked to context/<run id>.json as each term ends.
     """
     # Checked before any work: an unusable urls CSV raises GimgError here. The pause between search pages
     # defaults to 1 s, or 0 when engine_url is on 127.0.0.1/localhost.
@@ -301,7 +299,7 @@ def run_download(
     layout = Layout(out)
     layout.remember_terms(terms)
     concurrent_terms = max(1, min(execution.workers or default_workers(), len(terms)))
-    downloader = Downloader(options.max_per_host, fetch, max_pixels, min_side)
+    downloader = Downloader(options.max_per_host, fetch, max_pixels, min_side, execution.workers or default_workers())
 
     def job(term: str) -> TermOutcome:
         outcome = download_term(term, layout, searcher, options, downloader, run.id)
@@ -493,15 +491,6 @@ def _flat(text: str) -> str:
     return text.replace("\r", " ").replace("\n", " ")
 
 
-def _write(target: Path, data: bytes) -> None:
-    with atomic_path(target) as temporary:
-        temporary.write_bytes(data)
-
-
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
-
-def _reason(error: Exception) -> str:
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0][:200] if text else ''}"

@@ -273,8 +273,9 @@ class EvaluateOptions(Options):
 class ExecutionOptions(Options):
     """How work is spread over this machine; never changes what is computed."""
 
-    workers: int | None = option(None, "Worker processes (or concurrent terms for download). Default: the number "
-                                       "of CPUs.", kind=int, low=1, affects_output=False)
+    workers: int | None = option(None, "Worker processes (for download: validation processes, and terms searched "
+                                       "at once). Default: the number of CPUs.", kind=int, low=1,
+                                 affects_output=False)
 
 
 # The bundled net's chip is rendered at this many times its 32 px side and shrunk (bench/framing.py measured it).
