@@ -86,10 +86,12 @@ def main() -> None:
     parser.add_argument("--no-check-pids", action="store_true")
     options = parser.parse_args()
     terms = options.terms.read_text(encoding="utf-8").splitlines()
-    claims = StageClaims(options.out, "crop", stale_after=options.stale_after, check_pids=not options.no_check_pids)
+    check_pids = not options.no_check_pids
+    claims = StageClaims(options.out, "crop", stale_after=options.stale_after, check_pids=check_pids)
     results = options.out / "results"
+    worker = Worker(options.out, options.hang, options.meet)
     outcomes = claim_rounds(
-        claims, terms, Worker(options.out, options.hang, options.meet), busy=options.busy, batch=options.batch, poll=0.1,
+        claims, terms, worker, busy=options.busy, batch=options.batch, poll=0.1,
         is_done=lambda term: (results / f"{folder_name(term)}.csv").exists(),
         notify=lambda line: print(line, file=sys.stderr, flush=True),
     )

@@ -109,7 +109,7 @@ def claim_rounds(
     is_done: Callable[[str], bool],
     busy: str = "wait",
     batch: int | None = None,
-    poll: float = 1.0,
+    poll: float = 2.0,
     notify: Callable[[str], object] = lambda line: None,
 ) -> list[TermOutcome]:
     """Do terms in rounds, each on the terms this process could claim; skip or wait for those held elsewhere.
@@ -128,25 +128,26 @@ def claim_rounds(
     busy_since: dict[str, float] = {}
     pending = order
     while pending:
+        elsewhere = claims.held_elsewhere(pending)  # one read of each claim file per round
         held: dict[str, Claim] = {}
         later: list[str] = []
         for term in pending:
-            if batch is not None and len(held) >= batch:
-                later.append(term)
-                continue
-            claim = claims.try_claim(term)
-            waited = time.monotonic() - busy_since[term] if term in busy_since else None
-            if claim is None:
-                holder = claims.held_elsewhere([term]).get(term)
-                if holder is not None and busy == "skip":
+            holder = elsewhere.get(term)
+            if holder is not None:
+                if busy == "skip":
                     outcomes[term] = TermOutcome(term, "skipped", f"{busy_detail(holder)}, skipped")
                     continue
-                if holder is not None and term not in busy_since:
+                if term not in busy_since:
                     busy_since[term] = time.monotonic()
                     notify(f"{term}: {busy_detail(holder)}, waiting")
                 later.append(term)
+                continue
+            claim = None if batch is not None and len(held) >= batch else claims.try_claim(term)
+            if claim is None:  # this round is full, or another worker claimed it a moment ago
+                later.append(term)
             elif is_done(term):
                 claim.release()
+                waited = time.monotonic() - busy_since[term] if term in busy_since else None
                 outcomes[term] = _with_notes(TermOutcome(term, "skipped", "done elsewhere"),
                                              _notes(claim, waited, claims.stale_after))
             else:

@@ -1,0 +1,203 @@
+"""Time the fused crop+classify pass on the same images through the local executor and through Ray on one node.
+
+Usage: python bench/executors.py [--count 1000] [--runs 3] [--workers 2] [--images DIR]
+
+Prints what Ray adds before any work (installed size, import time, `ray.init` start time, memory of an idle
+local instance), then images/s of gimg.faces.crop_one with the onnx classifier (what `gimg pipeline` runs per
+image) over the same images: LocalExecutor(workers) against RayExecutor(num_cpus=workers), which Ray starts
+once before the runs. Runs alternate local, ray, local, ray...; rates are medians; every run's records are
+checked equal to the first local run's. The first Ray map after the start (actors' first imports and model
+loads) is timed apart. Peak RSS is this process and all its descendants (Ray's own processes included).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE), str(HERE.parent / "tests")]
+
+# Spawned local workers re-import this script as __mp_main__: they must not load the bench's own modules.
+if __name__ != "__mp_main__":
+    import psutil
+    from images import SHARED_DATA, build_bench_images, require_shared_data
+
+from gimg.classify import CropClassifier  # noqa: E402
+from gimg.executors import LocalExecutor, RayExecutor  # noqa: E402
+from gimg.faces import CropTask, chunksize, crop_one  # noqa: E402
+
+# What `pip install 'ray[data]'` added to gimg's environment here (the rest Ray needs, gimg has already).
+RAY_DISTRIBUTIONS = ("ray", "pyarrow", "fsspec", "msgpack", "filelock", "PyYAML")
+
+
+def installed_mib(distribution: str) -> float:
+    """MiB of the files an installed distribution owns."""
+    files = importlib.metadata.distribution(distribution).files or []
+    return sum(path.locate().stat().st_size for path in files if path.locate().is_file()) / 2**20
+
+
+def import_seconds(statement: str, runs: int) -> float:
+    """Median wall time of a fresh interpreter running statement, less that of an empty one."""
+    def timed(code: str) -> float:
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-c", code], check=True)
+        return time.perf_counter() - start
+    return statistics.median(timed(statement) - timed("pass") for _ in range(runs))
+
+
+class TreeSampler:
+    """Every 50 ms: the summed RSS of this process and its descendants, and the CPU seconds each has used.
+
+    cpu is the CPU time the tree spent while sampling (processes that existed before count from their first
+    sample): less sensitive than wall time to other jobs on a shared machine. A process's last < 50 ms before
+    it exits are missed.
+    """
+
+    def __init__(self) -> None:
+        self.rss: list[int] = []
+        self._first: dict[tuple[int, float], float] = {}
+        self._last: dict[tuple[int, float], float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self) -> None:
+        me, total = psutil.Process(), 0
+        for process in [me, *me.children(recursive=True)]:
+            try:
+                with process.oneshot():
+                    key, times = (process.pid, process.create_time()), process.cpu_times()
+                    total += process.memory_info().rss
+            except psutil.Error:  # exited between listing and reading
+                continue
+            used = times.user + times.system
+            self._first.setdefault(key, used if key[1] < self._start else 0.0)  # born during the run: from 0
+            self._last[key] = used
+        self.rss.append(total)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.05):
+            self._sample()
+
+    def __enter__(self) -> TreeSampler:
+        self._start = time.time()
+        self._sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+
+    @property
+    def cpu(self) -> float:
+        return sum(self._last[key] - self._first[key] for key in self._last)
+
+    @property
+    def peak(self) -> int:
+        return max(self.rss, default=0)
+
+
+def tasks(images: list[Path], crop_dir: Path) -> list[CropTask]:
+    """The fused pass's tasks for the images, cropping into a fresh crop_dir."""
+    shutil.rmtree(crop_dir, ignore_errors=True)
+    crop_dir.mkdir(parents=True)
+    classify = CropClassifier("onnx", False)
+    return [CropTask("bench", str(path), str(crop_dir), "blazeface", 1, None, False, classify) for path in images]
+
+
+def timed_map(executor, images: list[Path], crop_dir: Path, workers: int) -> tuple[float, list[str]]:
+    """Seconds for the executor to crop and classify the images, and the records in a comparable form."""
+    work = tasks(images, crop_dir)
+    start = time.perf_counter()
+    records = list(executor.map(crop_one, work, desc="bench", chunksize=chunksize(len(work), workers)))
+    elapsed = time.perf_counter() - start
+    failed = [record for record in records if record.status in ("failed", "unreadable") or record.classify_error]
+    if len(records) != len(work) or failed:
+        raise SystemExit(f"{len(records)} records for {len(work)} images; failed: {failed[:1]}")
+    return elapsed, sorted(repr(record).replace(str(crop_dir), "CROPS") for record in records)
+
+
+def main() -> None:
+    """Measure Ray's fixed costs, then local against Ray on the same images, and print every figure."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=1000, help="bench images (scene photos included)")
+    parser.add_argument("--runs", type=int, default=3, help="timed runs of each executor; rates are medians")
+    parser.add_argument("--workers", type=int, default=2, help="local workers, and the CPUs of the local Ray")
+    parser.add_argument("--images", type=Path, default=None, help="an OUT/images folder of bench/images.py to reuse")
+    parser.add_argument("--shared-data", type=Path, default=SHARED_DATA, help="the shared data folder")
+    options = parser.parse_args()
+    if options.count < 1 or options.runs < 1 or options.workers < 1:
+        print("error: --count, --runs and --workers must be at least 1", file=sys.stderr)
+        sys.exit(2)
+    print(f"{os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.1f} at the start")
+    print("\n## What Ray adds before any work")
+    sizes = {name: installed_mib(name) for name in RAY_DISTRIBUTIONS}
+    print(f"installed: {sum(sizes.values()):.0f} MiB (" + ", ".join(f"{n} {s:.0f}" for n, s in sizes.items()) + ")")
+    for statement in ("import ray", "import ray.data", "import gimg.faces"):
+        print(f"`{statement}`: {import_seconds(statement, 3):.2f} s (median of 3, fresh interpreter)")
+
+    with tempfile.TemporaryDirectory(prefix="gimg-bench-executors-") as temporary:
+        work = Path(temporary)
+        if options.images is None:
+            require_shared_data(options.shared_data)
+            build_bench_images(options.shared_data, work / "set", options.count, 0)
+            folder = work / "set" / "images"
+        else:
+            folder = options.images
+        images = sorted(folder.glob("*.jpg"))[: options.count]
+        ray = RayExecutor(num_cpus=options.workers)
+        start = time.perf_counter()
+        ray.start()
+        started = time.perf_counter() - start
+        time.sleep(2)  # Ray's processes settle
+        with TreeSampler() as idle:
+            time.sleep(2)
+        base = idle.peak
+        print(f"`ray.init(num_cpus={options.workers})` (include_dashboard=False): {started:.2f} s; idle, this process "
+              f"and Ray's use {base / 2**20:.0f} MiB RSS and {idle.cpu / 2:.2f} CPU s per s")
+
+        local = LocalExecutor(options.workers)
+        print(f"\n## {len(images)} images, crop_one + onnx classifier, {options.workers} workers")
+        first, _ = timed_map(ray, images[:100], work / "crops", options.workers)
+        print(f"first Ray map after the start (100 images: actor start-up, imports, model loads): {first:.2f} s")
+        figures = {name: {"rate": [], "cpu": [], "rss": []} for name in ("local", "ray")}
+        reference = None
+        for run in range(options.runs):
+            for name, executor in (("local", local), ("ray", ray)):
+                with TreeSampler() as sampler:
+                    elapsed, records = timed_map(executor, images, work / "crops", options.workers)
+                reference = reference or records
+                same = "same records" if records == reference else "DIFFERENT RECORDS"
+                figures[name]["rate"].append(len(images) / elapsed)
+                figures[name]["cpu"].append(1000 * sampler.cpu / len(images))
+                figures[name]["rss"].append((sampler.peak - base) / 2**20)
+                print(f"run {run + 1} {name}: {figures[name]['rate'][-1]:.1f} images/s ({elapsed:.2f} s), "
+                      f"{figures[name]['cpu'][-1]:.1f} CPU ms per image, peak RSS +{figures[name]['rss'][-1]:.0f} MiB"
+                      f" over idle; {same}", flush=True)
+        ray.close()
+
+    median = {name: {key: statistics.median(values) for key, values in by.items()} for name, by in figures.items()}
+    print(f"\n## Medians of {options.runs} runs (load average {os.getloadavg()[0]:.1f} at the end)")
+    print("| executor | images/s | runs (images/s) | CPU ms per image (all processes) | peak RSS over idle (MiB) |")
+    print("|---|---|---|---|---|")
+    for name, values in median.items():
+        runs = " / ".join(f"{value:.1f}" for value in figures[name]["rate"])
+        print(f"| {name} | {values['rate']:.1f} | {runs} | {values['cpu']:.1f} | {values['rss']:.0f} |")
+    wall = median["local"]["rate"] / median["ray"]["rate"] - 1
+    cpu = median["ray"]["cpu"] / median["local"]["cpu"] - 1
+    print(f"Ray's overhead on one node: {wall:+.1%} wall time per image, {cpu:+.1%} CPU time per image")
+
+
+if __name__ == "__main__":
+    main()
