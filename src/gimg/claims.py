@@ -261,7 +261,8 @@ def _break(info: ClaimInfo, stale_after: float, here: Owner, check_pids: bool) -
     that the file still holds that token and is still stale. A marker older than stale_after was left by a taker
     that died: the next level of marker decides who replaces it.
     """
-    markers = [info.path.with_name(f"{info.path.name}.{info.owner.token}.break{level}") for level in range(_BREAK_LEVELS)]
+    stem = f"{info.path.name}.{info.owner.token}.break"
+    markers = [info.path.with_name(f"{stem}{level}") for level in range(_BREAK_LEVELS)]
     won = None
     for level, marker in enumerate(markers):
         if _create_marker(marker, here):
