@@ -7,7 +7,9 @@ local instance), then images/s of gimg.faces.crop_one with the onnx classifier (
 image) over the same images: LocalExecutor(workers) against RayExecutor(num_cpus=workers), which Ray starts
 once before the runs. Runs alternate local, ray, local, ray...; rates are medians; every run's records are
 checked equal to the first local run's. The first Ray map after the start (actors' first imports and model
-loads) is timed apart. Peak RSS is this process and all its descendants (Ray's own processes included).
+loads) is timed apart. CPU time per image sums every process of the tree (Ray's daemons included): on a machine
+other jobs share, it moves less than wall time. Workers' peak RSS sums the local pool's workers, or Ray's
+worker processes (those Ray keeps idle for reuse included).
 """
 
 from __future__ import annotations
@@ -55,34 +57,45 @@ def import_seconds(statement: str, runs: int) -> float:
     return statistics.median(timed(statement) - timed("pass") for _ in range(runs))
 
 
-class TreeSampler:
-    """Every 50 ms: the summed RSS of this process and its descendants, and the CPU seconds each has used.
+def role(process: psutil.Process) -> str:
+    """self, local (a pool worker), ray-worker (its title starts with ray::) or ray (Ray's daemons)."""
+    if process.pid == os.getpid():
+        return "self"
+    command = process.cmdline()
+    if any("multiprocessing" in part for part in command[:3]):
+        return "local"
+    return "ray-worker" if command and command[0].startswith("ray::") else "ray"
 
-    cpu is the CPU time the tree spent while sampling (processes that existed before count from their first
-    sample): less sensitive than wall time to other jobs on a shared machine. A process's last < 50 ms before
-    it exits are missed.
+
+class TreeSampler:
+    """Every 50 ms: the RSS of this process and its descendants by role, and the CPU seconds each has used.
+
+    cpu is the CPU time the whole tree spent while sampling (processes that existed before count from their
+    first sample): less sensitive than wall time to other jobs on a shared machine. A process's last < 50 ms
+    before it exits are missed. RSS counts pages shared between processes once per process.
     """
 
     def __init__(self) -> None:
-        self.rss: list[int] = []
+        self.rss: list[dict[str, int]] = []
         self._first: dict[tuple[int, float], float] = {}
         self._last: dict[tuple[int, float], float] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _sample(self) -> None:
-        me, total = psutil.Process(), 0
+        me = psutil.Process()
+        totals = {"self": 0, "local": 0, "ray-worker": 0, "ray": 0}
         for process in [me, *me.children(recursive=True)]:
             try:
                 with process.oneshot():
                     key, times = (process.pid, process.create_time()), process.cpu_times()
-                    total += process.memory_info().rss
+                    totals[role(process)] += process.memory_info().rss
             except psutil.Error:  # exited between listing and reading
                 continue
             used = times.user + times.system
             self._first.setdefault(key, used if key[1] < self._start else 0.0)  # born during the run: from 0
             self._last[key] = used
-        self.rss.append(total)
+        self.rss.append(totals)
 
     def _run(self) -> None:
         while not self._stop.wait(0.05):
@@ -103,9 +116,9 @@ class TreeSampler:
     def cpu(self) -> float:
         return sum(self._last[key] - self._first[key] for key in self._last)
 
-    @property
-    def peak(self) -> int:
-        return max(self.rss, default=0)
+    def peak(self, *roles: str) -> int:
+        """The largest summed RSS of the processes in these roles."""
+        return max((sum(sample[name] for name in roles) for sample in self.rss), default=0)
 
 
 def tasks(images: list[Path], crop_dir: Path) -> list[CropTask]:
@@ -163,9 +176,9 @@ def main() -> None:
         time.sleep(2)  # Ray's processes settle
         with TreeSampler() as idle:
             time.sleep(2)
-        base = idle.peak
-        print(f"`ray.init(num_cpus={options.workers})` (include_dashboard=False): {started:.2f} s; idle, this process "
-              f"and Ray's use {base / 2**20:.0f} MiB RSS and {idle.cpu / 2:.2f} CPU s per s")
+        print(f"`ray.init(num_cpus={options.workers})` (include_dashboard=False): {started:.2f} s; idle, Ray's daemons"
+              f" use {idle.peak('ray') / 2**20:.0f} MiB RSS and its idle workers {idle.peak('ray-worker') / 2**20:.0f}"
+              f" MiB; {idle.cpu / 2:.3f} CPU s per s in all")
 
         local = LocalExecutor(options.workers)
         print(f"\n## {len(images)} images, crop_one + onnx classifier, {options.workers} workers")
@@ -181,15 +194,15 @@ def main() -> None:
                 same = "same records" if records == reference else "DIFFERENT RECORDS"
                 figures[name]["rate"].append(len(images) / elapsed)
                 figures[name]["cpu"].append(1000 * sampler.cpu / len(images))
-                figures[name]["rss"].append((sampler.peak - base) / 2**20)
+                figures[name]["rss"].append(sampler.peak("local" if name == "local" else "ray-worker") / 2**20)
                 print(f"run {run + 1} {name}: {figures[name]['rate'][-1]:.1f} images/s ({elapsed:.2f} s), "
-                      f"{figures[name]['cpu'][-1]:.1f} CPU ms per image, peak RSS +{figures[name]['rss'][-1]:.0f} MiB"
-                      f" over idle; {same}", flush=True)
+                      f"{figures[name]['cpu'][-1]:.1f} CPU ms per image, workers' peak RSS "
+                      f"{figures[name]['rss'][-1]:.0f} MiB; {same}", flush=True)
         ray.close()
 
     median = {name: {key: statistics.median(values) for key, values in by.items()} for name, by in figures.items()}
     print(f"\n## Medians of {options.runs} runs (load average {os.getloadavg()[0]:.1f} at the end)")
-    print("| executor | images/s | runs (images/s) | CPU ms per image (all processes) | peak RSS over idle (MiB) |")
+    print("| executor | images/s | runs (images/s) | CPU ms per image (all processes) | workers' peak RSS (MiB) |")
     print("|---|---|---|---|---|")
     for name, values in median.items():
         runs = " / ".join(f"{value:.1f}" for value in figures[name]["rate"])

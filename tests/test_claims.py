@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from gimg.claims import Owner, folder_clock, read_claim, try_claim
+from gimg.claims import ClaimTimeout, Owner, claim, folder_clock, read_claim, try_claim
 from gimg.layout import folder_name
 from gimg.outcome import TermOutcome
 from gimg.stageclaims import StageClaims, claim_rounds
@@ -46,6 +46,19 @@ def test_a_claim_is_exclusive_and_only_its_owner_releases_it(tmp_path):
     with second:
         pass
     assert not path.exists() and not list(tmp_path.iterdir()), "nothing left behind"
+
+
+def test_claim_waits_for_the_holder_and_names_it_on_timeout(tmp_path):
+    path = tmp_path / "t.claim"
+    holder = try_claim(path, stage="crop", term="t")
+    seen = []
+    with pytest.raises(ClaimTimeout, match=rf"crop of 't' is still in progress by .*pid {os.getpid()} after 0.3 s"):
+        claim(path, stage="crop", term="t", poll=0.05, timeout=0.3, on_wait=seen.append)
+    assert [info.owner for info in seen] == [holder.owner]
+    holder.release()
+    with claim(path, stage="crop", term="t", timeout=0.3) as held:
+        assert read_claim(path).owner == held.owner
+    assert not path.exists()
 
 
 def test_the_heartbeat_keeps_a_live_claim_from_going_stale(tmp_path):

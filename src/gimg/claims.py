@@ -20,13 +20,21 @@ import secrets
 import socket
 import tempfile
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from .errors import GimgError
 
 CLAIMS = ".claims"  # below the output folder: .claims/<stage>/<term folder>.claim
 SUFFIX = ".claim"
 DEFAULT_STALE_AFTER = 60.0
 _BREAK_LEVELS = 8  # nested break markers, each needed only if the breaker before it died within milliseconds
+
+
+class ClaimTimeout(GimgError):
+    """A claim stayed held by a live worker for longer than the caller would wait."""
 
 
 @dataclass(frozen=True)
@@ -318,3 +326,36 @@ def try_claim(
             return None
         taken = info
     return None
+
+
+def claim(
+    path: Path,
+    *,
+    stage: str,
+    term: str,
+    owner: Owner | None = None,
+    stale_after: float = DEFAULT_STALE_AFTER,
+    check_pids: bool = True,
+    poll: float = 1.0,
+    timeout: float | None = None,
+    on_wait: Callable[[ClaimInfo], object] = lambda holder: None,
+) -> Claim:
+    """Claim path, waiting while a live worker holds it: `with claim(path, stage=..., term=...) as held:`.
+
+    on_wait is called once with the holder when the wait starts; after timeout seconds ClaimTimeout says who
+    holds it. A holder that dies is taken over once its claim goes stale.
+    """
+    owner = owner or Owner.here()
+    deadline = None if timeout is None else time.monotonic() + timeout
+    holder: ClaimInfo | None = None
+    while (held := try_claim(path, stage=stage, term=term, owner=owner, stale_after=stale_after,
+                             check_pids=check_pids)) is None:
+        current = read_claim(path)
+        if current is not None and holder is None:
+            on_wait(current)
+        holder = current or holder
+        if deadline is not None and time.monotonic() >= deadline:
+            who = f" by {holder.owner.label()}" if holder else ""
+            raise ClaimTimeout(f"{stage} of {term!r} is still in progress{who} after {timeout:g} s: try again later")
+        time.sleep(poll)
+    return held

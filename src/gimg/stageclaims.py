@@ -8,8 +8,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from .claims import (
-    CLAIMS, DEFAULT_STALE_AFTER, SUFFIX, Claim, ClaimInfo, Owner, folder_clock, is_stale, read_claim, stale_reason,
-    try_claim,
+    CLAIMS, DEFAULT_STALE_AFTER, SUFFIX, Claim, ClaimInfo, Owner, claim, folder_clock, is_stale, read_claim,
+    stale_reason, try_claim,
 )
 from .layout import folder_name
 from .outcome import TermOutcome
@@ -68,14 +68,11 @@ class StageClaims:
         self, term: str | None, *, poll: float = 1.0, notify: Callable[[str], object] = lambda line: None
     ) -> Claim:
         """Claim a term (None: the whole stage), waiting while a live worker holds it; use it in a with block."""
-        waiting = False
-        while (claim := self.try_claim(term)) is None:
-            holder = self.held_elsewhere([term]).get(term)
-            if holder is not None and not waiting:
-                notify(f"{term or self.stage}: in progress elsewhere ({holder.owner.label()}), waiting")
-                waiting = True
-            time.sleep(poll)
-        return claim
+        return claim(
+            self.path(term), stage=self.stage, term=term or WHOLE_STAGE, owner=self.owner,
+            stale_after=self.stale_after, check_pids=self.check_pids, poll=poll,
+            on_wait=lambda holder: notify(f"{term or self.stage}: {busy_detail(holder)}, waiting"),
+        )
 
 
 def busy_detail(info: ClaimInfo) -> str:
@@ -83,14 +80,14 @@ def busy_detail(info: ClaimInfo) -> str:
     return f"in progress elsewhere ({info.owner.label()})"
 
 
-def _notes(claim: Claim, waited: float | None, stale_after: float) -> str:
+def _notes(held: Claim, waited: float | None, stale_after: float) -> str:
     notes = []
     if waited is not None:
         notes.append(f"waited {waited:.0f} s for another worker")
-    if claim.took_over_from is not None:
-        taken = claim.took_over_from
+    if held.took_over_from is not None:
+        taken = held.took_over_from
         notes.append(f"took over from ({taken.owner.label()}): {stale_reason(taken, stale_after)}")
-    if claim.lost:
+    if held.lost:
         notes.append("its claim was taken over meanwhile (this worker stalled longer than stale_after)")
     return "; ".join(notes)
 
@@ -142,25 +139,25 @@ def claim_rounds(
                     notify(f"{term}: {busy_detail(holder)}, waiting")
                 later.append(term)
                 continue
-            claim = None if batch is not None and len(held) >= batch else claims.try_claim(term)
-            if claim is None:  # this round is full, or another worker claimed it a moment ago
+            mine = None if batch is not None and len(held) >= batch else claims.try_claim(term)
+            if mine is None:  # this round is full, or another worker claimed it a moment ago
                 later.append(term)
             elif is_done(term):
-                claim.release()
+                mine.release()
                 waited = time.monotonic() - busy_since[term] if term in busy_since else None
                 outcomes[term] = _with_notes(TermOutcome(term, "skipped", "done elsewhere"),
-                                             _notes(claim, waited, claims.stale_after))
+                                             _notes(mine, waited, claims.stale_after))
             else:
-                held[term] = claim
+                held[term] = mine
         if held:
             waits = {term: time.monotonic() - busy_since[term] for term in held if term in busy_since}
             try:
                 done = work(held)
             finally:
-                for claim in held.values():
-                    claim.release()
-            for term, claim in held.items():
-                outcomes[term] = _with_notes(done[term], _notes(claim, waits.get(term), claims.stale_after))
+                for mine in held.values():
+                    mine.release()
+            for term, mine in held.items():
+                outcomes[term] = _with_notes(done[term], _notes(mine, waits.get(term), claims.stale_after))
         elif later == pending:
             time.sleep(poll)  # nothing could be claimed: every remaining term is held by a live worker
         pending = later
