@@ -4,7 +4,7 @@ python claimworker.py OUT TERMS_FILE --busy wait|skip --batch N --stale-after S 
     [--no-check-pids]
 
 For each term it claims, it crops three padded fixture faces with gimg.faces.crop_one, writes
-OUT/results/<term folder>.csv atomically and appends "term pid" to OUT/log.txt. With --meet its first term waits
+OUT/results/<term folder>.csv atomically and appends "term pid" to OUT/log-<pid>.txt. With --meet its first term waits
 (at most 20 s) until another worker also holds a term, so two workers are sure to work at once. --hang TERM sleeps
 forever once that term is claimed, for a test to kill it there. Prints one JSON object per outcome at the end.
 """
@@ -68,7 +68,7 @@ class Worker:
                 record = crop_one(CropTask(term, str(images / f"{index}.jpg"), str(crops), "blazeface", 1))
                 rows += [{"image": index, "status": record.status, "faces": len(record.rows)}]
             write_csv(self.out / "results" / f"{folder_name(term)}.csv", rows, ["image", "status", "faces"])
-            with (self.out / "log.txt").open("a", encoding="utf-8") as log:
+            with (self.out / f"log-{os.getpid()}.txt").open("a", encoding="utf-8") as log:
                 log.write(f"{term}\t{os.getpid()}\n")
             outcomes[term] = TermOutcome(term, "done", f"{sum(row['faces'] for row in rows)} faces")
         return outcomes

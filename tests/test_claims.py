@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from gimg.outcome import TermOutcome
 from gimg.stageclaims import StageClaims, claim_rounds
 
 WORKER = Path(__file__).parent / "claimworker.py"
+MOUNTS = [Path(path) for path in os.environ.get("GIMG_TEST_MOUNTS", "").split(os.pathsep) if path][:2]
 ELSEWHERE = Owner("node-b", 4242, "0123456789abcdef", "another-machine")
 
 
@@ -197,18 +199,32 @@ def _outcomes(process: subprocess.Popen) -> list[dict]:
 
 
 def _log(out: Path) -> list[tuple[str, int]]:
-    lines = (out / "log.txt").read_text(encoding="utf-8").splitlines()
+    lines = [line for log in out.glob("log-*.txt") for line in log.read_text(encoding="utf-8").splitlines()]
     return [(term, int(pid)) for term, pid in (line.split("\t") for line in lines)]
 
 
+@pytest.fixture
+def folders(tmp_path):
+    """Two paths of one folder, one per worker: tmp_path twice, or the same folder through two mounts of a
+    shared file system (GIMG_TEST_MOUNTS=A:B, such as two sshfs mounts, each with a cache of its own)."""
+    if not MOUNTS:
+        yield tmp_path, tmp_path
+        return
+    first, second = (mount / f"gimg-claims-{os.getpid()}-{tmp_path.name}" for mount in MOUNTS)
+    first.mkdir()
+    yield first, second
+    shutil.rmtree(first)
+
+
 @pytest.mark.parametrize("busy", ["wait", "skip"])
-def test_two_processes_on_one_folder_do_every_term_once(tmp_path, busy):
+def test_two_processes_on_one_folder_do_every_term_once(folders, busy):
+    out = folders[0]
     terms = [f"term {number:02d}" for number in range(16)]
-    (tmp_path / "terms.txt").write_text("\n".join(terms), encoding="utf-8")
-    workers = [_worker(tmp_path, "--busy", busy, "--batch", "2", "--meet") for _ in range(2)]
+    (out / "terms.txt").write_text("\n".join(terms), encoding="utf-8")
+    workers = [_worker(folder, "--busy", busy, "--batch", "2", "--meet") for folder in folders]
     outcomes = {worker.pid: _outcomes(worker) for worker in workers}
 
-    log = _log(tmp_path)
+    log = _log(out)
     assert sorted(term for term, _ in log) == terms, "every term done exactly once"
     assert {pid for _, pid in log} == set(outcomes), "both processes worked"
     for pid, results in outcomes.items():
@@ -222,8 +238,8 @@ def test_two_processes_on_one_folder_do_every_term_once(tmp_path, busy):
             else:
                 assert result["status"] == "skipped"
                 assert result["detail"] in ("done elsewhere", f"{_holder(result, outcomes, pid)}, skipped")
-    assert all((tmp_path / "results" / f"{folder_name(term)}.csv").exists() for term in terms)
-    claims = tmp_path / ".claims" / "crop"
+    assert all((out / "results" / f"{folder_name(term)}.csv").exists() for term in terms)
+    claims = out / ".claims" / "crop"
     assert not list(claims.iterdir()), "every claim released, no marker or temporary file left"
 
 
@@ -233,30 +249,31 @@ def _holder(result: dict, outcomes: dict, pid: int) -> str:
 
 
 @pytest.mark.parametrize("check_pids", [False, True], ids=["stale heartbeat", "process gone"])
-def test_sigkill_a_worker_holding_claims_and_another_takes_them_over(tmp_path, check_pids):
-    (tmp_path / "terms.txt").write_text("alpha\nbeta\n", encoding="utf-8")
+def test_sigkill_a_worker_holding_claims_and_another_takes_them_over(folders, check_pids):
+    out, other_out = folders
+    (out / "terms.txt").write_text("alpha\nbeta\n", encoding="utf-8")
     pid_option = [] if check_pids else ["--no-check-pids"]
-    victim = _worker(tmp_path, "--hang", "alpha", "--stale-after", "3", *pid_option)
+    victim = _worker(out, "--hang", "alpha", "--stale-after", "3", *pid_option)
     deadline = time.monotonic() + 60
-    while not (tmp_path / f"hanging-{victim.pid}").exists():
+    while not (out / f"hanging-{victim.pid}").exists():
         assert victim.poll() is None and time.monotonic() < deadline, "the worker never claimed alpha"
         time.sleep(0.05)
     victim.send_signal(signal.SIGKILL)
     victim.wait()
     assert victim.returncode == -signal.SIGKILL
 
-    claims = StageClaims(tmp_path, "crop", stale_after=3, check_pids=check_pids)
+    claims = StageClaims(other_out, "crop", stale_after=3, check_pids=check_pids)
     held = claims.held_elsewhere(["alpha", "beta"])
     if check_pids:
         assert held == {}, "a claim whose process is gone from this machine is not in progress"
     else:
         assert {term: info.owner.pid for term, info in held.items()} == {"alpha": victim.pid, "beta": victim.pid}
 
-    heir = _worker(tmp_path, "--stale-after", "3", *pid_option)
+    heir = _worker(other_out, "--stale-after", "3", *pid_option)
     results = _outcomes(heir)
     reason = "its process is gone" if check_pids else "its heartbeat stopped"
     for result in results:
         assert result["status"] == "done"
         assert f"took over from ({os.uname().nodename}, pid {victim.pid}): {reason}" in result["detail"]
-    assert sorted(_log(tmp_path)) == [("alpha", heir.pid), ("beta", heir.pid)]
-    assert not list((tmp_path / ".claims" / "crop").iterdir())
+    assert sorted(_log(out)) == [("alpha", heir.pid), ("beta", heir.pid)]
+    assert not list((out / ".claims" / "crop").iterdir())

@@ -314,9 +314,9 @@ def try_claim(
     taken: ClaimInfo | None = None
     for _ in range(3):  # a takeover or a release in between can clear the way; a live holder ends it
         if _publish(path, record):
-            claim = Claim(path, stage, term, owner, stale_after, took_over_from=taken)
-            _HEARTBEAT.add(claim)
-            return claim
+            held = Claim(path, stage, term, owner, stale_after, took_over_from=taken)
+            _HEARTBEAT.add(held)
+            return held
         info = read_claim(path)
         if info is None:
             continue
