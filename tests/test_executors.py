@@ -101,3 +101,12 @@ def test_executor_options_are_checked_in_one_line():
         make_executor("local", ray_address="127.0.0.1:6379")
     with pytest.raises(GimgError, match="at least 1"):
         make_executor("local", workers=0)
+
+
+@pytest.mark.parametrize("address, message", [
+    ("127.0.0.1:1", r"no Ray cluster answers at 127.0.0.1:1 \(.+\): start one with `ray start --head`"),
+    ("headnode", "is not HOST:PORT"),
+])
+def test_a_wrong_ray_address_fails_at_once_in_one_line(address, message):
+    with pytest.raises(GimgError, match=message):
+        RayExecutor(address).start()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import pickle
+import socket
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol, TypeVar
 
@@ -90,6 +91,21 @@ class _RayBatch:
         return {"result": np.array(results, dtype=object)}
 
 
+def check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Raise GimgError at once when nothing answers at a HOST:PORT Ray address (ray.init would retry for minutes)."""
+    if address in ("auto", "local"):
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise GimgError(f"--ray-address {address!r} is not HOST:PORT or auto: give the one `ray start --head` printed")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise GimgError(f"no Ray cluster answers at {address} ({reason}): start one with `ray start --head`, "
+                        "or fix --ray-address") from None
+
+
 def _ray():
     try:
         import ray
@@ -119,6 +135,8 @@ class RayExecutor:
         """Start or join Ray, once; map calls it."""
         if self._started:
             return
+        if self.address is not None:
+            check_reachable(self.address)
         ray = _ray()
         if not ray.is_initialized():
             options: dict[str, Any] = {
