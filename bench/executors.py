@@ -62,7 +62,7 @@ def role(process: psutil.Process) -> str:
     if process.pid == os.getpid():
         return "self"
     command = process.cmdline()
-    if any("multiprocessing" in part for part in command[:3]):
+    if any("multiprocessing.spawn" in part for part in command):
         return "local"
     return "ray-worker" if command and command[0].startswith("ray::") else "ray"
 
@@ -79,6 +79,7 @@ class TreeSampler:
         self.rss: list[dict[str, int]] = []
         self._first: dict[tuple[int, float], float] = {}
         self._last: dict[tuple[int, float], float] = {}
+        self._roles: dict[tuple[int, float], str] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -88,13 +89,14 @@ class TreeSampler:
         for process in [me, *me.children(recursive=True)]:
             try:
                 with process.oneshot():
-                    key, times = (process.pid, process.create_time()), process.cpu_times()
-                    totals[role(process)] += process.memory_info().rss
+                    key, times, kind = (process.pid, process.create_time()), process.cpu_times(), role(process)
+                    totals[kind] += process.memory_info().rss
             except psutil.Error:  # exited between listing and reading
                 continue
             used = times.user + times.system
             self._first.setdefault(key, used if key[1] < self._start else 0.0)  # born during the run: from 0
             self._last[key] = used
+            self._roles[key] = kind
         self.rss.append(totals)
 
     def _run(self) -> None:
@@ -115,6 +117,10 @@ class TreeSampler:
     @property
     def cpu(self) -> float:
         return sum(self._last[key] - self._first[key] for key in self._last)
+
+    def cpu_of(self, *roles: str) -> float:
+        """CPU seconds the processes in these roles used while sampling."""
+        return sum(self._last[key] - self._first[key] for key in self._last if self._roles[key] in roles)
 
     def peak(self, *roles: str) -> int:
         """The largest summed RSS of the processes in these roles."""
@@ -184,7 +190,7 @@ def main() -> None:
         print(f"\n## {len(images)} images, crop_one + onnx classifier, {options.workers} workers")
         first, _ = timed_map(ray, images[:100], work / "crops", options.workers)
         print(f"first Ray map after the start (100 images: actor start-up, imports, model loads): {first:.2f} s")
-        figures = {name: {"rate": [], "cpu": [], "rss": []} for name in ("local", "ray")}
+        figures = {name: {"rate": [], "cpu": [], "workers": [], "rss": []} for name in ("local", "ray")}
         reference = None
         for run in range(options.runs):
             for name, executor in (("local", local), ("ray", ray)):
@@ -193,20 +199,23 @@ def main() -> None:
                 reference = reference or records
                 same = "same records" if records == reference else "DIFFERENT RECORDS"
                 figures[name]["rate"].append(len(images) / elapsed)
+                workers = "local" if name == "local" else "ray-worker"
                 figures[name]["cpu"].append(1000 * sampler.cpu / len(images))
-                figures[name]["rss"].append(sampler.peak("local" if name == "local" else "ray-worker") / 2**20)
-                print(f"run {run + 1} {name}: {figures[name]['rate'][-1]:.1f} images/s ({elapsed:.2f} s), "
-                      f"{figures[name]['cpu'][-1]:.1f} CPU ms per image, workers' peak RSS "
-                      f"{figures[name]['rss'][-1]:.0f} MiB; {same}", flush=True)
+                figures[name]["workers"].append(1000 * sampler.cpu_of(workers) / len(images))
+                figures[name]["rss"].append(sampler.peak(workers) / 2**20)
+                print(f"run {run + 1} {name}: {figures[name]['rate'][-1]:.1f} images/s ({elapsed:.2f} s), CPU ms per "
+                      f"image {figures[name]['cpu'][-1]:.1f} in all, {figures[name]['workers'][-1]:.1f} in workers; "
+                      f"workers' peak RSS {figures[name]['rss'][-1]:.0f} MiB; {same}", flush=True)
         ray.close()
 
     median = {name: {key: statistics.median(values) for key, values in by.items()} for name, by in figures.items()}
     print(f"\n## Medians of {options.runs} runs (load average {os.getloadavg()[0]:.1f} at the end)")
-    print("| executor | images/s | runs (images/s) | CPU ms per image (all processes) | workers' peak RSS (MiB) |")
-    print("|---|---|---|---|---|")
+    print("| executor | images/s | runs (images/s) | CPU ms/image, all | in workers | workers' peak RSS (MiB) |")
+    print("|---|---|---|---|---|---|")
     for name, values in median.items():
         runs = " / ".join(f"{value:.1f}" for value in figures[name]["rate"])
-        print(f"| {name} | {values['rate']:.1f} | {runs} | {values['cpu']:.1f} | {values['rss']:.0f} |")
+        print(f"| {name} | {values['rate']:.1f} | {runs} | {values['cpu']:.1f} | {values['workers']:.1f} "
+              f"| {values['rss']:.0f} |")
     wall = median["local"]["rate"] / median["ray"]["rate"] - 1
     cpu = median["ray"]["cpu"] / median["local"]["cpu"] - 1
     print(f"Ray's overhead on one node: {wall:+.1%} wall time per image, {cpu:+.1%} CPU time per image")
