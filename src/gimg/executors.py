@@ -152,7 +152,8 @@ class RayExecutor:
             try:
                 ray.init(**options)
             except ConnectionError as error:
-                message = f"cannot join the Ray cluster at {self.address}: {error}; check --ray-address"
+                message = (f"cannot join the Ray cluster at {self.address}: {error}; check --ray-address, and set "
+                           "RAY_AUTH_MODE=token and its token (RAY_AUTH_TOKEN) here as on its nodes")
                 raise GimgError(message) from None
             self._owned = True
         logging.getLogger("ray.data").setLevel(logging.ERROR)  # its per-dataset INFO and progress notices
