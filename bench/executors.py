@@ -57,14 +57,22 @@ def import_seconds(statement: str, runs: int) -> float:
     return statistics.median(timed(statement) - timed("pass") for _ in range(runs))
 
 
-def role(process: psutil.Process) -> str:
-    """self, local (a pool worker), ray-worker (its title starts with ray::) or ray (Ray's daemons)."""
+def role(process: psutil.Process) -> str | None:
+    """self, local (a pool worker), ray-worker (its title starts with ray::) or ray (Ray's daemons).
+
+    None while the command line cannot tell: a zombie's is empty, and a spawned child shows its parent's until
+    it executes its own.
+    """
     if process.pid == os.getpid():
         return "self"
     command = process.cmdline()
+    if not command or process.status() == psutil.STATUS_ZOMBIE:
+        return None
     if any("multiprocessing.spawn" in part for part in command):
         return "local"
-    return "ray-worker" if command and command[0].startswith("ray::") else "ray"
+    if command[0].startswith("ray::"):
+        return "ray-worker"
+    return None if "bench/executors.py" in " ".join(command) else "ray"
 
 
 class TreeSampler:
@@ -90,13 +98,15 @@ class TreeSampler:
             try:
                 with process.oneshot():
                     key, times, kind = (process.pid, process.create_time()), process.cpu_times(), role(process)
-                    totals[kind] += process.memory_info().rss
+                    rss = process.memory_info().rss
             except psutil.Error:  # exited between listing and reading
                 continue
             used = times.user + times.system
             self._first.setdefault(key, used if key[1] < self._start else 0.0)  # born during the run: from 0
             self._last[key] = used
-            self._roles[key] = kind
+            if kind is not None:
+                self._roles[key] = kind
+            totals[self._roles.get(key, "ray")] += rss
         self.rss.append(totals)
 
     def _run(self) -> None:
@@ -120,7 +130,7 @@ class TreeSampler:
 
     def cpu_of(self, *roles: str) -> float:
         """CPU seconds the processes in these roles used while sampling."""
-        return sum(self._last[key] - self._first[key] for key in self._last if self._roles[key] in roles)
+        return sum(self._last[key] - self._first[key] for key in self._last if self._roles.get(key, "ray") in roles)
 
     def peak(self, *roles: str) -> int:
         """The largest summed RSS of the processes in these roles."""
