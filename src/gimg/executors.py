@@ -13,15 +13,13 @@ import logging
 import pickle
 import socket
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 from tqdm import tqdm
 
 from . import parallel
 from .errors import GimgError
 
-Item = TypeVar("Item")
-Result = TypeVar("Result")
 Target = Callable[[Any], Any] | type
 # Each Ray worker owns one CPU: native libraries must not start threads of their own (as parallel's workers).
 SINGLE_THREADED = {name: "1" for name in parallel._THREAD_VARIABLES}
@@ -205,7 +203,10 @@ EXECUTORS: dict[str, Callable[..., Executor]] = {
 
 
 def make_executor(name: str, *, workers: int | None = None, ray_address: str | None = None) -> Executor:
-    """The named executor: local (this machine's processes) or ray (a Ray cluster, or a local Ray)."""
+    """The named executor: local (this machine's processes) or ray (a Ray cluster, or a local Ray).
+
+    workers: the local pool's processes, or the CPUs of a local Ray; a joined cluster brings its own CPUs.
+    """
     if name not in EXECUTORS:
         raise GimgError(f"unknown executor {name!r}: choose one of {', '.join(EXECUTORS)}")
     if ray_address is not None and name != "ray":
