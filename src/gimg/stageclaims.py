@@ -1,0 +1,164 @@
+"""The claims of one stage's terms below an output folder, and the rounds a stage driver runs its terms in."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+from pathlib import Path
+
+from .claims import (
+    CLAIMS, DEFAULT_STALE_AFTER, SUFFIX, Claim, ClaimInfo, Owner, claim, folder_clock, is_stale, read_claim,
+    stale_reason, try_claim,
+)
+from .layout import folder_name
+from .outcome import TermOutcome
+
+BUSY_MODES = ("wait", "skip")
+WHOLE_STAGE = "_all"  # the claim of a stage that is not per term (analyze); no term's folder name starts with "_"
+
+# work gets the terms this process holds (each with its claim) and returns the outcome of every one of them.
+Work = Callable[[dict[str, Claim]], dict[str, TermOutcome]]
+
+
+class StageClaims:
+    """The claims of one stage below one output folder (OUT/.claims/<stage>/<term folder>.claim), owned here."""
+
+    def __init__(
+        self,
+        out: Path,
+        stage: str,
+        *,
+        stale_after: float = DEFAULT_STALE_AFTER,
+        owner: Owner | None = None,
+        check_pids: bool = True,
+    ) -> None:
+        if stale_after <= 0:
+            raise ValueError(f"stale_after must be positive, got {stale_after}")
+        self.folder = Path(out) / CLAIMS / stage
+        self.stage = stage
+        self.stale_after = stale_after
+        self.owner = owner or Owner.here()
+        self.check_pids = check_pids
+
+    def path(self, term: str | None) -> Path:
+        """The claim file of a term (None: of the whole stage)."""
+        return self.folder / f"{WHOLE_STAGE if term is None else folder_name(term)}{SUFFIX}"
+
+    def try_claim(self, term: str | None) -> Claim | None:
+        """Claim a term now (taking over a stale claim), or None if a live worker holds it."""
+        return try_claim(
+            self.path(term), stage=self.stage, term=term or WHOLE_STAGE, owner=self.owner,
+            stale_after=self.stale_after, check_pids=self.check_pids,
+        )
+
+    def held_elsewhere(self, terms: Iterable[str | None]) -> dict[str | None, ClaimInfo]:
+        """The terms that another live worker holds right now, with who and since when it last beat."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        now = folder_clock(self.folder)
+        held = {}
+        for term in terms:
+            info = read_claim(self.path(term), now)
+            if info is not None and info.owner.token != self.owner.token:
+                if not is_stale(info, self.stale_after, self.owner, self.check_pids):
+                    held[term] = info
+        return held
+
+    def wait_for(
+        self, term: str | None, *, poll: float = 1.0, notify: Callable[[str], object] = lambda line: None
+    ) -> Claim:
+        """Claim a term (None: the whole stage), waiting while a live worker holds it; use it in a with block."""
+        return claim(
+            self.path(term), stage=self.stage, term=term or WHOLE_STAGE, owner=self.owner,
+            stale_after=self.stale_after, check_pids=self.check_pids, poll=poll,
+            on_wait=lambda holder: notify(f"{term or self.stage}: {busy_detail(holder)}, waiting"),
+        )
+
+
+def busy_detail(info: ClaimInfo) -> str:
+    """The words for a term that another worker holds."""
+    return f"in progress elsewhere ({info.owner.label()})"
+
+
+def _notes(held: Claim, waited: float | None, stale_after: float) -> str:
+    notes = []
+    if waited is not None:
+        notes.append(f"waited {waited:.0f} s for another worker")
+    if held.took_over_from is not None:
+        taken = held.took_over_from
+        notes.append(f"took over from ({taken.owner.label()}): {stale_reason(taken, stale_after)}")
+    if held.lost:
+        notes.append("its claim was taken over meanwhile (this worker stalled longer than stale_after)")
+    return "; ".join(notes)
+
+
+def _with_notes(outcome: TermOutcome, notes: str) -> TermOutcome:
+    if not notes:
+        return outcome
+    return replace(outcome, detail=f"{outcome.detail}; {notes}" if outcome.detail else notes)
+
+
+def claim_rounds(
+    claims: StageClaims,
+    terms: Iterable[str],
+    work: Work,
+    *,
+    is_done: Callable[[str], bool],
+    busy: str = "wait",
+    batch: int | None = None,
+    poll: float = 2.0,
+    notify: Callable[[str], object] = lambda line: None,
+) -> list[TermOutcome]:
+    """Do terms in rounds, each on the terms this process could claim; skip or wait for those held elsewhere.
+
+    A round claims up to batch free terms (all when None), drops those that is_done finds finished (by another
+    worker: "done elsewhere"), hands the rest to work and releases them after it. A term another live worker
+    holds is skipped (busy="skip") or waited for (busy="wait") until its holder releases it (usually done, so
+    skipped then) or dies (then taken over after stale_after). Returns one outcome per term, in the given order.
+    """
+    if busy not in BUSY_MODES:
+        raise ValueError(f"unknown busy mode {busy!r}: choose one of {', '.join(BUSY_MODES)}")
+    if batch is not None and batch < 1:
+        raise ValueError(f"batch must be at least 1, got {batch}")
+    order = list(dict.fromkeys(terms))
+    outcomes: dict[str, TermOutcome] = {}
+    busy_since: dict[str, float] = {}
+    pending = order
+    while pending:
+        elsewhere = claims.held_elsewhere(pending)  # one read of each claim file per round
+        held: dict[str, Claim] = {}
+        later: list[str] = []
+        for term in pending:
+            holder = elsewhere.get(term)
+            if holder is not None:
+                if busy == "skip":
+                    outcomes[term] = TermOutcome(term, "skipped", f"{busy_detail(holder)}, skipped")
+                    continue
+                if term not in busy_since:
+                    busy_since[term] = time.monotonic()
+                    notify(f"{term}: {busy_detail(holder)}, waiting")
+                later.append(term)
+                continue
+            mine = None if batch is not None and len(held) >= batch else claims.try_claim(term)
+            if mine is None:  # this round is full, or another worker claimed it a moment ago
+                later.append(term)
+            elif is_done(term):
+                mine.release()
+                waited = time.monotonic() - busy_since[term] if term in busy_since else None
+                outcomes[term] = _with_notes(TermOutcome(term, "skipped", "done elsewhere"),
+                                             _notes(mine, waited, claims.stale_after))
+            else:
+                held[term] = mine
+        if held:
+            waits = {term: time.monotonic() - busy_since[term] for term in held if term in busy_since}
+            try:
+                done = work(held)
+            finally:
+                for mine in held.values():
+                    mine.release()
+            for term, mine in held.items():
+                outcomes[term] = _with_notes(done[term], _notes(mine, waits.get(term), claims.stale_after))
+        elif later == pending:
+            time.sleep(poll)  # nothing could be claimed: every remaining term is held by a live worker
+        pending = later
+    return [outcomes[term] for term in order]
