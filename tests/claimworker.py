@@ -24,7 +24,7 @@ from PIL import Image
 
 from gimg.faces import CropTask, crop_one
 from gimg.layout import folder_name, write_csv
-from gimg.options import CropOptions
+from gimg.options import CropOptions, ExecutionOptions
 from gimg.outcome import TermOutcome
 from gimg.stageclaims import StageClaims, claim_rounds
 
@@ -88,11 +88,12 @@ def main() -> None:
     options = parser.parse_args()
     terms = options.terms.read_text(encoding="utf-8").splitlines()
     check_pids = not options.no_check_pids
-    claims = StageClaims(options.out, "crop", stale_after=options.stale_after, check_pids=check_pids)
+    execution = ExecutionOptions(busy=options.busy, stale_after=options.stale_after)
+    claims = StageClaims(options.out, "crop", execution, check_pids=check_pids)
     results = options.out / "results"
     worker = Worker(options.out, options.hang, options.meet)
     outcomes = claim_rounds(
-        claims, terms, worker, busy=options.busy, batch=options.batch, poll=0.1,
+        claims, terms, worker, batch=options.batch, poll=0.1,
         is_done=lambda term: (results / f"{folder_name(term)}.csv").exists(),
         notify=lambda line: print(line, file=sys.stderr, flush=True),
     )

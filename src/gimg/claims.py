@@ -27,9 +27,6 @@ from pathlib import Path
 
 from .errors import GimgError
 
-CLAIMS = ".claims"  # below the output folder: .claims/<stage>/<term folder>.claim
-SUFFIX = ".claim"
-DEFAULT_STALE_AFTER = 60.0
 _BREAK_LEVELS = 8  # nested break markers, each needed only if the breaker before it died within milliseconds
 
 
@@ -299,7 +296,7 @@ def try_claim(
     stage: str,
     term: str,
     owner: Owner | None = None,
-    stale_after: float = DEFAULT_STALE_AFTER,
+    stale_after: float,
     check_pids: bool = True,
 ) -> Claim | None:
     """Claim path for owner now, taking over a stale claim; None when a live owner holds it. Never waits.
@@ -334,7 +331,7 @@ def claim(
     stage: str,
     term: str,
     owner: Owner | None = None,
-    stale_after: float = DEFAULT_STALE_AFTER,
+    stale_after: float,
     check_pids: bool = True,
     poll: float = 1.0,
     timeout: float | None = None,

@@ -1,17 +1,20 @@
 """How a stage's items are fanned out: over this machine's processes (local) or over a Ray cluster (ray).
 
-A stage driver calls executor.map(function_or_class, items, desc=..., chunksize=...) where it calls
-parallel.imap today. A function must be module-level and never raise (failures are results with a status).
-A class is built once per worker with no arguments and then called on each item, so a worker loads its model
-once. Results come back as they finish, in no particular order, under a progress bar; both executors give the
-same results for the same items, since the stage code is the same and its outputs are sorted before writing.
+A stage driver builds one executor per command with make_executor(execution) and calls
+executor.map(function_or_class, items, desc=..., chunksize=...) where it called parallel.imap. A function must
+be module-level and never raise (failures are results with a status). A class is built once per worker with no
+arguments and then called on each item, so a worker loads its model once. Results come back as they finish, in
+no particular order, under a progress bar; both executors give the same results for the same items, since the
+stage code is the same and its outputs are sorted before writing. Ray is imported only when a RayExecutor starts.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import pickle
 import socket
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
 
@@ -19,14 +22,20 @@ from tqdm import tqdm
 
 from . import parallel
 from .errors import GimgError
+from .options import ExecutionOptions
+from .registry import resolve
 
 Target = Callable[[Any], Any] | type
 # Each Ray worker owns one CPU: native libraries must not start threads of their own (as parallel's workers).
-SINGLE_THREADED = {name: "1" for name in parallel._THREAD_VARIABLES}
+SINGLE_THREADED = {name: "1" for name in parallel.THREAD_VARIABLES}
+_NO_RAY = "--executor ray needs Ray: pip install 'gimg[ray]' on every node"
 
 
 class Executor(Protocol):
     """Fans items out to workers and yields their results as they finish."""
+
+    @property
+    def workers(self) -> int: ...
 
     def map(self, target: Target, items: Iterable[Any], *, desc: str, chunksize: int = 1) -> Iterator[Any]: ...
 
@@ -57,9 +66,12 @@ class LocalExecutor:
     """This machine's process pool (parallel.imap): spawn, one single-threaded worker per CPU."""
 
     def __init__(self, workers: int | None = None) -> None:
-        if workers is not None and workers < 1:
-            raise GimgError(f"--workers must be at least 1 (got {workers})")
         self.workers = parallel.default_workers() if workers is None else workers
+
+    @classmethod
+    def from_options(cls, execution: ExecutionOptions) -> LocalExecutor:
+        """A pool of execution.workers processes (default: one per CPU)."""
+        return cls(execution.workers)
 
     def map(self, target: Target, items: Iterable[Any], *, desc: str, chunksize: int = 1) -> Iterator[Any]:
         """Apply target to every item over the pool, yielding results as they finish."""
@@ -79,7 +91,7 @@ class _RayBatch:
     target: Target
 
     def __init__(self) -> None:
-        parallel._single_threaded()
+        parallel.single_threaded()
         self.function = as_function(self.target)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
@@ -109,7 +121,7 @@ def _ray():
         import ray
         import ray.data
     except ImportError:
-        raise GimgError("--executor ray needs Ray: pip install 'gimg[ray]' on every node") from None
+        raise GimgError(_NO_RAY) from None
     return ray
 
 
@@ -119,22 +131,29 @@ class RayExecutor:
     address joins a running cluster (the address `ray start --head` printed; "auto": the one this node belongs
     to); without it a private local Ray starts with num_cpus CPUs (default: this machine's) and stops on
     close(). A Ray already initialised in this process (a notebook's) is used as it is, and left running.
+    Making one checks, in a second, that Ray is installed and that something answers at address; Ray itself
+    starts (seconds, and hundreds of MiB) only at the first map, so that a run with nothing to map never starts it.
     """
 
     def __init__(self, address: str | None = None, num_cpus: int | None = None) -> None:
-        if num_cpus is not None and num_cpus < 1:
-            raise GimgError(f"--workers must be at least 1 (got {num_cpus})")
+        if importlib.util.find_spec("ray") is None:
+            raise GimgError(_NO_RAY)
+        if address is not None:
+            check_reachable(address)
         self.address = address
         self.num_cpus = num_cpus
         self._started = False
         self._owned = False
 
+    @classmethod
+    def from_options(cls, execution: ExecutionOptions) -> RayExecutor:
+        """Join execution.ray_address, or start a local Ray with execution.workers CPUs (default: all)."""
+        return cls(execution.ray_address, execution.workers)
+
     def start(self) -> None:
         """Start or join Ray, once; map calls it."""
         if self._started:
             return
-        if self.address is not None:
-            check_reachable(self.address)
         ray = _ray()
         if not ray.is_initialized():
             options: dict[str, Any] = {
@@ -155,13 +174,16 @@ class RayExecutor:
                 raise GimgError(message) from None
             self._owned = True
         logging.getLogger("ray.data").setLevel(logging.ERROR)  # its per-dataset INFO and progress notices
-        context = ray.data.DataContext.get_current()
+        with warnings.catch_warnings():  # Ray Data's notices about its own deprecated defaults, which gimg never sets
+            warnings.simplefilter("ignore", DeprecationWarning)
+            context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False  # gimg shows its own bar
         context.print_on_execution_start = False
         self._started = True
 
-    def cpus(self) -> int:
-        """The CPUs of the cluster (a local one: num_cpus)."""
+    @property
+    def workers(self) -> int:
+        """The CPUs of the cluster (a local one: num_cpus), one actor each; starts Ray if need be."""
         self.start()
         return max(1, int(_ray().cluster_resources().get("CPU", 1)))
 
@@ -172,7 +194,7 @@ class RayExecutor:
             return
         self.start()
         ray = _ray()
-        actors = min(self.cpus(), len(items))
+        actors = min(self.workers, len(items))
         dataset = ray.data.from_items([{"item": pickle.dumps(item)} for item in items])
         udf = type(f"{desc.capitalize()}Batch", (_RayBatch,), {"target": staticmethod(target)})
         results = dataset.map_batches(
@@ -196,19 +218,9 @@ class RayExecutor:
         self._started = self._owned = False
 
 
-EXECUTORS: dict[str, Callable[..., Executor]] = {
-    "local": lambda workers=None, ray_address=None: LocalExecutor(workers),
-    "ray": lambda workers=None, ray_address=None: RayExecutor(ray_address, workers),
-}
+def make_executor(execution: ExecutionOptions = ExecutionOptions()) -> Executor:
+    """The executor execution.executor names (local or ray), configured by the other execution options.
 
-
-def make_executor(name: str, *, workers: int | None = None, ray_address: str | None = None) -> Executor:
-    """The named executor: local (this machine's processes) or ray (a Ray cluster, or a local Ray).
-
-    workers: the local pool's processes, or the CPUs of a local Ray; a joined cluster brings its own CPUs.
+    Build one per command and close() it when the command ends (a Ray this started stops then).
     """
-    if name not in EXECUTORS:
-        raise GimgError(f"unknown executor {name!r}: choose one of {', '.join(EXECUTORS)}")
-    if ray_address is not None and name != "ray":
-        raise GimgError("--ray-address needs --executor ray")
-    return EXECUTORS[name](workers=workers, ray_address=ray_address)
+    return resolve("executor", execution.executor)(execution)

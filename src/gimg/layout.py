@@ -30,6 +30,8 @@ NEAR_DUPLICATES = "near_duplicates.csv"
 DOWNLOAD_SUMMARY = "download_summary.csv"
 RUNS = "runs"
 EVALUATION_JSON = "evaluation.json"
+CLAIMS = ".claims"  # OUT/.claims/<stage>/<term folder>.claim: the terms that some worker, on any node, is doing
+WHOLE_STAGE = "_all"  # the claim of a whole stage (analyze); no term's folder starts with "_"
 
 _MAX_FOLDER_BYTES = 80
 _UNSAFE = re.compile(r"[^\w\-. ]+")
@@ -176,6 +178,14 @@ class Layout:
             return []
         with self.terms_index.open(newline="", encoding="utf-8") as handle:
             return [row["term"] for row in csv.DictReader(handle)]
+
+    def claims(self, stage: str) -> Path:
+        """The folder of one stage's claims (stageclaims.StageClaims)."""
+        return self.out / CLAIMS / stage
+
+    def claim_path(self, stage: str, term: str | None) -> Path:
+        """The claim file of a term in a stage; term None: of the whole stage."""
+        return self.claims(stage) / f"{WHOLE_STAGE if term is None else folder_name(term)}.claim"
 
     def terms_with(self, marker: str) -> list[str]:
         """Known terms whose given stage output exists (`manifest`, `faces` or `dataset`)."""

@@ -27,7 +27,12 @@ CLASSIFIERS = {
     "onnx": "gimg.classify:OnnxGender",
     "caffe": "gimg.classify:CaffeGender",
 }
-KINDS = {"engine": ENGINES, "face detector": DETECTORS, "gender model": CLASSIFIERS}
+# Each executor's builder: (ExecutionOptions) -> Executor; Ray is imported only when the ray executor starts.
+EXECUTORS = {
+    "local": "gimg.executors:LocalExecutor.from_options",
+    "ray": "gimg.executors:RayExecutor.from_options",
+}
+KINDS = {"engine": ENGINES, "face detector": DETECTORS, "gender model": CLASSIFIERS, "executor": EXECUTORS}
 
 
 def check_choice(kind: str, name: str, choices) -> None:
@@ -37,7 +42,7 @@ def check_choice(kind: str, name: str, choices) -> None:
 
 
 def resolve(kind: str, name: str) -> Any:
-    """The implementation registered under name for kind ("engine", "face detector", "gender model")."""
+    """The implementation registered under name for kind ("engine", "face detector", "gender model", "executor")."""
     registry = KINDS[kind]
     check_choice(kind, name, registry)
     module, _, path = registry[name].partition(":")

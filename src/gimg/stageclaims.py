@@ -7,43 +7,41 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
 
-from .claims import (
-    CLAIMS, DEFAULT_STALE_AFTER, SUFFIX, Claim, ClaimInfo, Owner, claim, folder_clock, is_stale, read_claim,
-    stale_reason, try_claim,
-)
-from .layout import folder_name
+from .claims import Claim, ClaimInfo, Owner, claim, folder_clock, is_stale, read_claim, stale_reason, try_claim
+from .layout import WHOLE_STAGE, Layout
+from .options import ExecutionOptions
 from .outcome import TermOutcome
-
-BUSY_MODES = ("wait", "skip")
-WHOLE_STAGE = "_all"  # the claim of a stage that is not per term (analyze); no term's folder name starts with "_"
 
 # work gets the terms this process holds (each with its claim) and returns the outcome of every one of them.
 Work = Callable[[dict[str, Claim]], dict[str, TermOutcome]]
 
 
 class StageClaims:
-    """The claims of one stage below one output folder (OUT/.claims/<stage>/<term folder>.claim), owned here."""
+    """The claims of one stage below one output folder (OUT/.claims/<stage>/<term folder>.claim), owned here.
+
+    execution gives the busy mode (wait for or skip terms held elsewhere) and stale_after.
+    """
 
     def __init__(
         self,
         out: Path,
         stage: str,
+        execution: ExecutionOptions = ExecutionOptions(),
         *,
-        stale_after: float = DEFAULT_STALE_AFTER,
         owner: Owner | None = None,
         check_pids: bool = True,
     ) -> None:
-        if stale_after <= 0:
-            raise ValueError(f"stale_after must be positive, got {stale_after}")
-        self.folder = Path(out) / CLAIMS / stage
+        self.layout = Layout(out)
+        self.folder = self.layout.claims(stage)
         self.stage = stage
-        self.stale_after = stale_after
+        self.stale_after = execution.stale_after
+        self.busy = execution.busy
         self.owner = owner or Owner.here()
         self.check_pids = check_pids
 
     def path(self, term: str | None) -> Path:
         """The claim file of a term (None: of the whole stage)."""
-        return self.folder / f"{WHOLE_STAGE if term is None else folder_name(term)}{SUFFIX}"
+        return self.layout.claim_path(self.stage, term)
 
     def try_claim(self, term: str | None) -> Claim | None:
         """Claim a term now (taking over a stale claim), or None if a live worker holds it."""
@@ -104,7 +102,6 @@ def claim_rounds(
     work: Work,
     *,
     is_done: Callable[[str], bool],
-    busy: str = "wait",
     batch: int | None = None,
     poll: float = 2.0,
     notify: Callable[[str], object] = lambda line: None,
@@ -113,11 +110,9 @@ def claim_rounds(
 
     A round claims up to batch free terms (all when None), drops those that is_done finds finished (by another
     worker: "done elsewhere"), hands the rest to work and releases them after it. A term another live worker
-    holds is skipped (busy="skip") or waited for (busy="wait") until its holder releases it (usually done, so
+    holds is skipped (claims.busy "skip") or waited for ("wait") until its holder releases it (usually done, so
     skipped then) or dies (then taken over after stale_after). Returns one outcome per term, in the given order.
     """
-    if busy not in BUSY_MODES:
-        raise ValueError(f"unknown busy mode {busy!r}: choose one of {', '.join(BUSY_MODES)}")
     if batch is not None and batch < 1:
         raise ValueError(f"batch must be at least 1, got {batch}")
     order = list(dict.fromkeys(terms))
@@ -131,8 +126,8 @@ def claim_rounds(
         for term in pending:
             holder = elsewhere.get(term)
             if holder is not None:
-                if busy == "skip":
-                    outcomes[term] = TermOutcome(term, "skipped", f"{busy_detail(holder)}, skipped")
+                if claims.busy == "skip":
+                    outcomes[term] = TermOutcome(term, "busy", busy_detail(holder))
                     continue
                 if term not in busy_since:
                     busy_since[term] = time.monotonic()
