@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from gimg.claims import ClaimTimeout, Owner, claim, folder_clock, read_claim, try_claim
-from gimg.layout import folder_name
+from gimg.layout import Layout, folder_name
 from gimg.options import ExecutionOptions
 from gimg.outcome import TermOutcome
 from gimg.stageclaims import StageClaims, claim_rounds
@@ -280,3 +280,27 @@ def test_sigkill_a_worker_holding_claims_and_another_takes_them_over(folders, ch
     assert sorted(_log(out)) == [("alpha", heir.pid), ("beta", heir.pid)]
     assert not list((out / ".claims" / "crop").iterdir())
 
+
+def _remember_one_by_one(out: str, terms: list[str], start) -> None:
+    start.wait()
+    for term in terms:
+        Layout(Path(out)).remember_terms([term])
+
+
+def test_two_processes_adding_terms_to_the_index_at_once_lose_none(tmp_path):
+    """Each addition reads, merges and writes terms.csv: without the index's claim, one process's write drops
+    the other's terms (this test then fails)."""
+    lists = [[f"{name} {number}" for number in range(40)] for name in ("nurse", "pilot")]
+    context = multiprocessing.get_context("spawn")
+    start = context.Barrier(2)
+    writers = [context.Process(target=_remember_one_by_one, args=(str(tmp_path), terms, start)) for terms in lists]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join(timeout=120)
+        assert writer.exitcode == 0
+    known = Layout(tmp_path).known_terms()
+    assert sorted(known) == sorted(lists[0] + lists[1])
+    for terms in lists:
+        assert [term for term in known if term in terms] == terms, "each process's terms in the order it added them"
+    assert not list(Layout(tmp_path).claims("terms-index").iterdir()), "the index's claim released"

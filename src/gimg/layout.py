@@ -14,7 +14,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Iterator
 
+from .claims import claim
 from .errors import GimgError, MissingInputError
+from .options import ExecutionOptions
 
 DOWNLOADED = "Downloaded_images"
 CROPPED = "Cropped_faces"
@@ -31,7 +33,8 @@ DOWNLOAD_SUMMARY = "download_summary.csv"
 RUNS = "runs"
 EVALUATION_JSON = "evaluation.json"
 CLAIMS = ".claims"  # OUT/.claims/<stage>/<term folder>.claim: the terms that some worker, on any node, is doing
-WHOLE_STAGE = "_all"  # the claim of a whole stage (analyze); no term's folder starts with "_"
+WHOLE_STAGE = "_all"  # the claim of a whole stage (analyze, the terms index); no term's folder starts with "_"
+TERMS_INDEX_CLAIM = "terms-index"
 
 _MAX_FOLDER_BYTES = 80
 _UNSAFE = re.compile(r"[^\w\-. ]+")
@@ -163,14 +166,21 @@ class Layout:
     def terms_index(self) -> Path:
         return self.out / TERMS_INDEX
 
-    def remember_terms(self, terms: list[str]) -> None:
-        """Add terms to the index that maps folder names back to the terms a user typed."""
-        known = self.known_terms()
-        new = [term for term in terms if term not in known]
-        if not new and self.terms_index.exists():
+    def remember_terms(self, terms: list[str], execution: ExecutionOptions = ExecutionOptions()) -> None:
+        """Add terms to the index that maps folder names back to the terms a user typed.
+
+        Processes on any node may add terms at once: each reads, merges and writes the index under its claim
+        (execution.stale_after frees the claim of a worker that died holding it).
+        """
+        if self.terms_index.exists() and set(terms) <= set(self.known_terms()):
             return
-        rows = [{"term": term, "folder": folder_name(term)} for term in known + new]
-        write_csv(self.terms_index, rows, ["term", "folder"])
+        path = self.claim_path(TERMS_INDEX_CLAIM, None)
+        with claim(path, stage=TERMS_INDEX_CLAIM, term=WHOLE_STAGE, stale_after=execution.stale_after, poll=0.02):
+            known = self.known_terms()
+            new = [term for term in dict.fromkeys(terms) if term not in known]
+            if new or not self.terms_index.exists():
+                rows = [{"term": term, "folder": folder_name(term)} for term in known + new]
+                write_csv(self.terms_index, rows, ["term", "folder"])
 
     def known_terms(self) -> list[str]:
         """Every term ever downloaded into this tree, in the order first seen."""
