@@ -1,10 +1,11 @@
 """A real worker process for the claim tests: crop fixture faces per term under claims on a shared folder.
 
-python claimworker.py OUT TERMS_FILE --busy wait|skip --batch N --stale-after S [--meet] [--hang TERM]
-    [--no-check-pids]
+python claimworker.py OUT TERMS_FILE --busy wait|skip --batch N --stale-after S [--threads N] [--meet]
+    [--hang TERM] [--no-check-pids]
 
 For each term it claims, it crops three padded fixture faces with gimg.faces.crop_one, writes
-OUT/results/<term folder>.csv atomically and appends "term pid" to OUT/log-<pid>.txt. With --meet its first term waits
+OUT/results/<term folder>.csv atomically and appends "term pid" to OUT/log-<pid>.txt. Terms run in claim_rounds,
+or with --threads N in claim_each on N threads (as downloads do). With --meet its first term waits
 (at most 20 s) until another worker also holds a term, so two workers are sure to work at once. --hang TERM sleeps
 forever once that term is claimed, for a test to kill it there. Prints one JSON object per outcome at the end.
 """
@@ -26,7 +27,7 @@ from gimg.faces import CropTask, crop_one
 from gimg.layout import folder_name, write_csv
 from gimg.options import CropOptions, ExecutionOptions
 from gimg.outcome import TermOutcome
-from gimg.stageclaims import StageClaims, claim_rounds
+from gimg.stageclaims import StageClaims, claim_each, claim_rounds
 
 FACES = sorted((Path(__file__).parent / "fixtures" / "faces" / "images").glob("*.jpg"))
 
@@ -81,6 +82,7 @@ def main() -> None:
     parser.add_argument("terms", type=Path)
     parser.add_argument("--busy", default="wait")
     parser.add_argument("--batch", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--stale-after", type=float, default=60.0)
     parser.add_argument("--meet", action="store_true")
     parser.add_argument("--hang", default=None)
@@ -92,11 +94,17 @@ def main() -> None:
     claims = StageClaims(options.out, "crop", execution, check_pids=check_pids)
     results = options.out / "results"
     worker = Worker(options.out, options.hang, options.meet)
-    outcomes = claim_rounds(
-        claims, terms, worker, batch=options.batch, poll=0.1,
-        is_done=lambda term: (results / f"{folder_name(term)}.csv").exists(),
-        notify=lambda line: print(line, file=sys.stderr, flush=True),
-    )
+    def is_done(term: str) -> bool:
+        return (results / f"{folder_name(term)}.csv").exists()
+
+    def notify(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    if options.threads is None:
+        outcomes = claim_rounds(claims, terms, worker, batch=options.batch, poll=0.1, is_done=is_done, notify=notify)
+    else:
+        outcomes = claim_each(claims, terms, lambda term: worker({term: None})[term], workers=options.threads,
+                              poll=0.1, is_done=is_done, notify=notify)
     for outcome in outcomes:
         print(json.dumps({"term": outcome.term, "status": outcome.status, "detail": outcome.detail}), flush=True)
 

@@ -18,7 +18,7 @@ from gimg.claims import ClaimTimeout, Owner, claim, folder_clock, read_claim, tr
 from gimg.layout import Layout, folder_name
 from gimg.options import ExecutionOptions
 from gimg.outcome import TermOutcome
-from gimg.stageclaims import StageClaims, claim_rounds
+from gimg.stageclaims import StageClaims, claim_each, claim_rounds
 
 WORKER = Path(__file__).parent / "claimworker.py"
 MOUNTS = [Path(path) for path in os.environ.get("GIMG_TEST_MOUNTS", "").split(os.pathsep) if path][:2]
@@ -186,6 +186,39 @@ def test_claim_rounds_wait_skip_and_report(tmp_path):
     assert not list((tmp_path / ".claims" / "crop").iterdir())
 
 
+def test_claim_each_skips_or_waits_for_a_term_held_elsewhere(tmp_path):
+    """One thread: the busy term is put back behind the others, and found done once its holder lets it go."""
+    other = StageClaims(tmp_path, "download", owner=Owner("node-b", 7, "feedfacefeedface", "another-machine"))
+    held = other.try_claim("beta")
+    done: list[str] = []
+
+    def do_term(term: str) -> TermOutcome:
+        done.append(term)
+        if term == "gamma":
+            held.release()
+            (tmp_path / "beta.done").touch()
+        return TermOutcome(term, "done", "60 images")
+
+    def is_done(term: str) -> bool:
+        return (tmp_path / f"{term}.done").exists()
+
+    terms = ["alpha", "beta", "gamma"]
+    skipping = StageClaims(tmp_path, "download", ExecutionOptions(busy="skip"))
+    skipped = claim_each(skipping, terms, lambda term: TermOutcome(term, "done"), is_done=is_done, workers=1)
+    assert [(o.status, o.detail) for o in skipped] == [
+        ("done", ""), ("busy", "in progress elsewhere (node-b, pid 7)"), ("done", "")
+    ]
+    lines: list[str] = []
+    waiting = StageClaims(tmp_path, "download", ExecutionOptions(busy="wait"))
+    waited = claim_each(waiting, terms, do_term, is_done=is_done, workers=1, poll=0.05, notify=lines.append)
+    assert [(o.status, o.detail.split(";")[0]) for o in waited] == [
+        ("done", "60 images"), ("skipped", "done elsewhere"), ("done", "60 images")
+    ]
+    assert "waited" in waited[1].detail and lines == ["beta: in progress elsewhere (node-b, pid 7), waiting"]
+    assert done == ["alpha", "gamma"]
+    assert not list((tmp_path / ".claims" / "download").iterdir())
+
+
 def _worker(out: Path, *options: str) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, str(WORKER), str(out), str(out / "terms.txt"), *options],
@@ -217,12 +250,13 @@ def folders(tmp_path):
     shutil.rmtree(first)
 
 
+@pytest.mark.parametrize("rounds", [["--batch", "2"], ["--threads", "3"]], ids=["claim_rounds", "claim_each"])
 @pytest.mark.parametrize("busy", ["wait", "skip"])
-def test_two_processes_on_one_folder_do_every_term_once(folders, busy):
+def test_two_processes_on_one_folder_do_every_term_once(folders, busy, rounds):
     out = folders[0]
     terms = [f"term {number:02d}" for number in range(16)]
     (out / "terms.txt").write_text("\n".join(terms), encoding="utf-8")
-    workers = [_worker(folder, "--busy", busy, "--batch", "2", "--meet") for folder in folders]
+    workers = [_worker(folder, "--busy", busy, *rounds, "--meet") for folder in folders]
     outcomes = {worker.pid: _outcomes(worker) for worker in workers}
 
     log = _log(out)

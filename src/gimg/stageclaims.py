@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -156,4 +159,74 @@ def claim_rounds(
         elif later == pending:
             time.sleep(poll)  # nothing could be claimed: every remaining term is held by a live worker
         pending = later
+    return [outcomes[term] for term in order]
+
+
+def claim_each(
+    claims: StageClaims,
+    terms: Iterable[str],
+    do_term: Callable[[str], TermOutcome],
+    *,
+    is_done: Callable[[str], bool],
+    workers: int,
+    poll: float = 2.0,
+    notify: Callable[[str], object] = lambda line: None,
+) -> list[TermOutcome]:
+    """Do terms on `workers` threads, each thread claiming a term just before doing it and releasing it after.
+
+    For a stage whose terms run side by side on threads (download): processes on k nodes then split the terms
+    between them, where claim_rounds would let the first process claim them all. A term found done once claimed
+    is "done elsewhere"; busy terms are skipped or waited for (claims.busy), with the same notes as claim_rounds.
+    Returns one outcome per term, in the given order.
+    """
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
+    order = list(dict.fromkeys(terms))
+    queue = deque(order)
+    outcomes: dict[str, TermOutcome] = {}
+    busy_since: dict[str, float] = {}
+    lock = threading.Lock()
+
+    def attempt(term: str) -> TermOutcome | None:
+        """The term's outcome, or None when a live worker elsewhere holds it and it is to be tried again."""
+        mine = claims.try_claim(term)
+        if mine is None:
+            holder = read_claim(claims.path(term))
+            if holder is None:  # released a moment ago: try again
+                return None
+            if claims.busy == "skip":
+                return TermOutcome(term, "busy", busy_detail(holder))
+            with lock:
+                first = term not in busy_since
+                busy_since.setdefault(term, time.monotonic())
+            if first:
+                notify(f"{term}: {busy_detail(holder)}, waiting")
+            return None
+        waited = time.monotonic() - busy_since[term] if term in busy_since else None
+        try:
+            outcome = TermOutcome(term, "skipped", "done elsewhere") if is_done(term) else do_term(term)
+        finally:
+            mine.release()
+        return _with_notes(outcome, _notes(mine, waited, claims.stale_after))
+
+    def run() -> None:
+        while True:
+            with lock:
+                if not queue:
+                    return
+                term = queue.popleft()
+            outcome = attempt(term)
+            with lock:
+                if outcome is not None:
+                    outcomes[term] = outcome
+                    continue
+                queue.append(term)
+                only_busy_left = all(waiting in busy_since for waiting in queue)
+            if only_busy_left:
+                time.sleep(poll)  # every remaining term is held by a live worker
+
+    threads = min(workers, max(1, len(order)))
+    with ThreadPoolExecutor(threads) as pool:
+        for thread in [pool.submit(run) for _ in range(threads)]:
+            thread.result()  # a failure in do_term, which should return a failed outcome instead, surfaces here
     return [outcomes[term] for term in order]
