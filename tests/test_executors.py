@@ -13,7 +13,7 @@ from PIL import Image
 
 from gimg.classify import ClassifyTask, CropClassifier, classify_one
 from gimg.errors import GimgError, OptionError
-from gimg.executors import LocalExecutor, RayExecutor, make_executor
+from gimg.executors import LocalExecutor, RayExecutor, executor_for, make_executor
 from gimg.faces import CropTask, crop_one
 from gimg.options import ClassifyOptions, CropOptions, ExecutionOptions
 
@@ -119,6 +119,14 @@ def test_the_executor_registry_builds_each_executor_from_the_options():
     assert isinstance(local, LocalExecutor) and local.workers == 3
     joined = make_executor(ExecutionOptions(executor="ray", ray_address="auto", workers=2))
     assert isinstance(joined, RayExecutor) and (joined.address, joined.num_cpus) == ("auto", 2)
+
+
+def test_executor_for_lends_a_given_executor_and_makes_one_otherwise(ray_executor):
+    with executor_for(ExecutionOptions(), ray_executor) as lent:
+        assert lent is ray_executor
+    assert sorted(ray_executor.map(square, range(3), desc="test")) == [0, 1, 4], "a lent executor stays open"
+    with executor_for(ExecutionOptions(workers=3)) as made:
+        assert isinstance(made, LocalExecutor) and made.workers == 3
 
 
 @pytest.mark.parametrize("values, message", [

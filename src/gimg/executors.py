@@ -16,6 +16,7 @@ import pickle
 import socket
 import warnings
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any, Protocol
 
 from tqdm import tqdm
@@ -166,6 +167,8 @@ class RayExecutor:
                 options.update(address="local", num_cpus=self.num_cpus or parallel.default_workers())
             else:
                 options.update(address=self.address)
+            if self.address is None:  # Ray 2.60 turns token auth on for a new local Ray, and says so each time
+                logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
             try:
                 ray.init(**options)
             except ConnectionError as error:
@@ -224,3 +227,20 @@ def make_executor(execution: ExecutionOptions = ExecutionOptions()) -> Executor:
     Build one per command and close() it when the command ends (a Ray this started stops then).
     """
     return resolve("executor", execution.executor)(execution)
+
+
+@contextmanager
+def executor_for(execution: ExecutionOptions, executor: Executor | None = None) -> Iterator[Executor]:
+    """The executor given, as it is; or one made from execution, closed when the block ends.
+
+    A stage driver takes `executor=None` and runs in `with executor_for(execution, executor) as executor:`, so
+    that it works alone and that the pipeline can hand every stage the one executor it made (one Ray start).
+    """
+    if executor is not None:
+        yield executor
+        return
+    made = make_executor(execution)
+    try:
+        yield made
+    finally:
+        made.close()
