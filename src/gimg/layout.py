@@ -34,7 +34,13 @@ RUNS = "runs"
 EVALUATION_JSON = "evaluation.json"
 CLAIMS = ".claims"  # OUT/.claims/<stage>/<term folder>.claim: the terms that some worker, on any node, is doing
 WHOLE_STAGE = "_all"  # the claim of a whole stage (analyze, the terms index); no term's folder starts with "_"
+# Claim keys (the <stage> folders). Crop, classify and the fused pass share FACES_CLAIM: a crop rerun removes the
+# crops that classify reads. The others are whole-folder files, each read, merged or rewritten under its claim.
+DOWNLOAD_CLAIM = "download"
+FACES_CLAIM = "faces"
+ANALYZE_CLAIM = "analyze"
 TERMS_INDEX_CLAIM = "terms-index"
+DOWNLOAD_SUMMARY_CLAIM = "download-summary"
 
 _MAX_FOLDER_BYTES = 80
 _UNSAFE = re.compile(r"[^\w\-. ]+")
