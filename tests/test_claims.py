@@ -219,6 +219,38 @@ def test_claim_each_skips_or_waits_for_a_term_held_elsewhere(tmp_path):
     assert not list((tmp_path / ".claims" / "download").iterdir())
 
 
+class Recording(StageClaims):
+    """Stage claims that note every term they are asked to claim."""
+
+    tried: list[str]
+
+    def try_claim(self, term):
+        self.tried.append(term)
+        return super().try_claim(term)
+
+
+@pytest.mark.parametrize("runner", ["claim_rounds", "claim_each"])
+def test_terms_an_earlier_run_finished_are_skipped_without_a_claim(tmp_path, runner):
+    (tmp_path / "alpha.done").touch()
+    claims = Recording(tmp_path, "crop")
+    claims.tried = []
+
+    def is_done(term: str) -> bool:
+        return (tmp_path / f"{term}.done").exists()
+
+    def do_term(term: str) -> TermOutcome:
+        return TermOutcome(term, "done", "3 faces")
+
+    if runner == "claim_rounds":
+        outcomes = claim_rounds(claims, ["alpha", "beta"], lambda held: {term: do_term(term) for term in held},
+                                is_done=is_done, already="faces.csv is fresh")
+    else:
+        outcomes = claim_each(claims, ["alpha", "beta"], do_term, is_done=is_done, workers=2,
+                              already="faces.csv is fresh")
+    assert [(o.status, o.detail) for o in outcomes] == [("skipped", "faces.csv is fresh"), ("done", "3 faces")]
+    assert claims.tried == ["beta"]
+
+
 def _worker(out: Path, *options: str) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, str(WORKER), str(out), str(out / "terms.txt"), *options],

@@ -99,29 +99,38 @@ def _with_notes(outcome: TermOutcome, notes: str) -> TermOutcome:
     return replace(outcome, detail=f"{outcome.detail}; {notes}" if outcome.detail else notes)
 
 
+def _done_before(terms: list[str], is_done: Callable[[str], bool], already: str | None) -> dict[str, TermOutcome]:
+    """The terms an earlier run finished, skipped with the detail already (none when it is None)."""
+    if already is None:
+        return {}
+    return {term: TermOutcome(term, "skipped", already) for term in terms if is_done(term)}
+
+
 def claim_rounds(
     claims: StageClaims,
     terms: Iterable[str],
     work: Work,
     *,
     is_done: Callable[[str], bool],
+    already: str | None = None,
     batch: int | None = None,
     poll: float = 2.0,
     notify: Callable[[str], object] = lambda line: None,
 ) -> list[TermOutcome]:
     """Do terms in rounds, each on the terms this process could claim; skip or wait for those held elsewhere.
 
-    A round claims up to batch free terms (all when None), drops those that is_done finds finished (by another
-    worker: "done elsewhere"), hands the rest to work and releases them after it. A term another live worker
-    holds is skipped (claims.busy "skip") or waited for ("wait") until its holder releases it (usually done, so
-    skipped then) or dies (then taken over after stale_after). Returns one outcome per term, in the given order.
+    With already, the terms is_done finds done at the start are skipped with that detail, unclaimed (an earlier
+    run did them). A round claims up to batch free terms (all when None), drops those that is_done finds finished
+    (by another worker: "done elsewhere"), hands the rest to work and releases them after it. A term another live
+    worker holds is skipped (claims.busy "skip") or waited for ("wait") until its holder releases it (usually
+    done, so skipped then) or dies (then taken over after stale_after). Returns one outcome per term, in order.
     """
     if batch is not None and batch < 1:
         raise ValueError(f"batch must be at least 1, got {batch}")
     order = list(dict.fromkeys(terms))
-    outcomes: dict[str, TermOutcome] = {}
+    outcomes = _done_before(order, is_done, already)
     busy_since: dict[str, float] = {}
-    pending = order
+    pending = [term for term in order if term not in outcomes]
     while pending:
         elsewhere = claims.held_elsewhere(pending)  # one read of each claim file per round
         held: dict[str, Claim] = {}
@@ -169,21 +178,22 @@ def claim_each(
     *,
     is_done: Callable[[str], bool],
     workers: int,
+    already: str | None = None,
     poll: float = 2.0,
     notify: Callable[[str], object] = lambda line: None,
 ) -> list[TermOutcome]:
     """Do terms on `workers` threads, each thread claiming a term just before doing it and releasing it after.
 
     For a stage whose terms run side by side on threads (download): processes on k nodes then split the terms
-    between them, where claim_rounds would let the first process claim them all. A term found done once claimed
-    is "done elsewhere"; busy terms are skipped or waited for (claims.busy), with the same notes as claim_rounds.
-    Returns one outcome per term, in the given order.
+    between them, where claim_rounds would let the first process claim them all. already, a term found done once
+    claimed ("done elsewhere"), busy terms (claims.busy) and the notes: as claim_rounds. Returns one outcome per
+    term, in the given order.
     """
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
     order = list(dict.fromkeys(terms))
-    queue = deque(order)
-    outcomes: dict[str, TermOutcome] = {}
+    outcomes = _done_before(order, is_done, already)
+    queue = deque(term for term in order if term not in outcomes)
     busy_since: dict[str, float] = {}
     lock = threading.Lock()
 
@@ -225,7 +235,7 @@ def claim_each(
             if only_busy_left:
                 time.sleep(poll)  # every remaining term is held by a live worker
 
-    threads = min(workers, max(1, len(order)))
+    threads = min(workers, max(1, len(queue)))
     with ThreadPoolExecutor(threads) as pool:
         for thread in [pool.submit(run) for _ in range(threads)]:
             thread.result()  # a failure in do_term, which should return a failed outcome instead, surfaces here
