@@ -170,7 +170,9 @@ def main() -> None:
     if options.count < 1 or options.runs < 1 or options.workers < 1:
         print("error: --count, --runs and --workers must be at least 1", file=sys.stderr)
         sys.exit(2)
-    print(f"{os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.1f} at the start")
+    print(f"gimg {importlib.metadata.version('gimg')}, Ray {importlib.metadata.version('ray')}; {os.cpu_count()} CPUs; "
+          f"load average {os.getloadavg()[0]:.1f} at the start")
+    print("command: python " + " ".join(sys.argv))
     print("\n## What Ray adds before any work")
     sizes = {name: installed_mib(name) for name in RAY_DISTRIBUTIONS}
     print(f"installed: {sum(sizes.values()):.0f} MiB (" + ", ".join(f"{n} {s:.0f}" for n, s in sizes.items()) + ")")
@@ -214,8 +216,9 @@ def main() -> None:
                 figures[name]["cpu"].append(1000 * sampler.cpu / len(images))
                 figures[name]["workers"].append(1000 * sampler.cpu_of(workers) / len(images))
                 figures[name]["rss"].append(sampler.peak(workers) / 2**20)
-                print(f"run {run + 1} {name}: {figures[name]['rate'][-1]:.1f} images/s ({elapsed:.2f} s), CPU ms per "
-                      f"image {figures[name]['cpu'][-1]:.1f} in all, {figures[name]['workers'][-1]:.1f} in workers; "
+                print(f"run {run + 1} {name} (load {os.getloadavg()[0]:.1f}): {figures[name]['rate'][-1]:.1f} images/s "
+                      f"({elapsed:.2f} s), CPU ms per image {figures[name]['cpu'][-1]:.1f} in all, "
+                      f"{figures[name]['workers'][-1]:.1f} in workers; "
                       f"workers' peak RSS {figures[name]['rss'][-1]:.0f} MiB; {same}", flush=True)
         ray.close()
 
