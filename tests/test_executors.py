@@ -15,7 +15,8 @@ from gimg.classify import ClassifyTask, CropClassifier, classify_one
 from gimg.errors import GimgError, OptionError
 from gimg.executors import LocalExecutor, RayExecutor, executor_for, make_executor
 from gimg.faces import CropTask, crop_one
-from gimg.options import ClassifyOptions, CropOptions, ExecutionOptions
+from gimg.options import ClassifyOptions, CropOptions, ExecutionOptions, StudyConfig
+from gimg.studyfile import read_study
 
 TESTS = Path(__file__).parent
 EXECUTION_FLAGS = ("--executor", "--ray-address", "--busy", "--stale-after")
@@ -139,6 +140,13 @@ def test_executor_for_lends_a_given_executor_and_makes_one_otherwise(ray_executo
 def test_execution_options_are_checked_in_one_line(values, message):
     with pytest.raises(OptionError, match=message):
         ExecutionOptions(**values)
+
+
+def test_a_study_file_sets_the_execution_options(tmp_path):
+    study = tmp_path / "study.toml"
+    study.write_text('[execution]\nexecutor = "ray"\nray_address = "auto"\nbusy = "skip"\nstale_after = 300\n')
+    execution = StudyConfig.from_flat(read_study(study)).execution
+    assert execution == ExecutionOptions(executor="ray", ray_address="auto", busy="skip", stale_after=300)
 
 
 def test_execution_options_never_enter_the_settings():
