@@ -14,6 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Iterator
 
+from .claims import DEFAULT_STALE_AFTER, claim
 from .errors import GimgError, MissingInputError
 
 DOWNLOADED = "Downloaded_images"
@@ -42,6 +43,15 @@ RESERVED_NAMES = frozenset(name.casefold() for name in (
     "Downloaded_images", "Cropped_faces", "Datasets", "analysis", VALIDATION, RUNS, CONTEXT, SEARCHES, COMPARISON,
     DEMO_SITE,
 ))
+CLAIMS = ".claims"  # OUT/.claims/<stage>/<term folder>.claim: the terms that some worker, on any node, is doing
+WHOLE_STAGE = "_all"  # the claim of a whole stage (analyze, the terms index); no term's folder starts with "_"
+# Claim keys (the <stage> folders). Crop, classify and the fused pass share FACES_CLAIM: a crop rerun removes the
+# crops that classify reads. The others are whole-folder files, each read, merged or rewritten under its claim.
+DOWNLOAD_CLAIM = "download"
+FACES_CLAIM = "faces"
+ANALYZE_CLAIM = "analyze"
+TERMS_INDEX_CLAIM = "terms-index"
+DOWNLOAD_SUMMARY_CLAIM = "download-summary"
 
 _MAX_FOLDER_BYTES = 80
 _UNSAFE = re.compile(r"[^\w\-. ]+")
@@ -233,14 +243,21 @@ class Layout:
     def terms_index(self) -> Path:
         return self.out / TERMS_INDEX
 
-    def remember_terms(self, terms: list[str]) -> None:
-        """Add terms to the index that maps folder names back to the terms a user typed."""
-        known = self.known_terms()
-        new = [term for term in terms if term not in known]
-        if not new and self.terms_index.exists():
+    def remember_terms(self, terms: list[str], stale_after: float = DEFAULT_STALE_AFTER) -> None:
+        """Add terms to the index that maps folder names back to the terms a user typed.
+
+        Processes on any node may add terms at once: each reads, merges and writes the index under its claim
+        (stale_after, as --stale-after, frees the claim of a worker that died holding it).
+        """
+        if self.terms_index.exists() and set(terms) <= set(self.known_terms()):
             return
-        rows = [{"term": term, "folder": folder_name(term)} for term in known + new]
-        write_csv(self.terms_index, rows, ["term", "folder"])
+        path = self.claim_path(TERMS_INDEX_CLAIM, None)
+        with claim(path, stage=TERMS_INDEX_CLAIM, term=WHOLE_STAGE, stale_after=stale_after, poll=0.02):
+            known = self.known_terms()
+            new = [term for term in dict.fromkeys(terms) if term not in known]
+            if new or not self.terms_index.exists():
+                rows = [{"term": term, "folder": folder_name(term)} for term in known + new]
+                write_csv(self.terms_index, rows, ["term", "folder"])
 
     def known_terms(self) -> list[str]:
         """Every term ever downloaded into this tree, in the order first seen."""
@@ -248,6 +265,14 @@ class Layout:
             return []
         with self.terms_index.open(newline="", encoding="utf-8") as handle:
             return [row["term"] for row in csv.DictReader(handle)]
+
+    def claims(self, stage: str) -> Path:
+        """The folder of one stage's claims (stageclaims.StageClaims)."""
+        return self.out / CLAIMS / stage
+
+    def claim_path(self, stage: str, term: str | None) -> Path:
+        """The claim file of a term in a stage; term None: of the whole stage."""
+        return self.claims(stage) / f"{WHOLE_STAGE if term is None else folder_name(term)}.claim"
 
     def terms_with(self, marker: str) -> list[str]:
         """Known terms whose given stage output exists (`manifest`, `faces` or `dataset`)."""

@@ -14,11 +14,13 @@ from dataclasses import Field, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from .claims import DEFAULT_STALE_AFTER
 from .errors import OptionError
 from .layout import check_rater, is_model_dir
-from .registry import CLASSIFIERS, DETECTORS, ENGINES, HEAT_MAPS, check_choice
+from .registry import CLASSIFIERS, DETECTORS, ENGINES, EXECUTORS, HEAT_MAPS, check_choice
 
 POLICIES = ("biggest", "all", "single")
+BUSY_MODES = ("wait", "skip")
 SAFE_SEARCH = ("off", "moderate", "strict")
 
 
@@ -271,11 +273,30 @@ class EvaluateOptions(Options):
 
 @dataclass(frozen=True)
 class ExecutionOptions(Options):
-    """How work is spread over this machine; never changes what is computed."""
+    """How work is spread over processes, nodes and concurrent runs; never changes what is computed."""
 
     workers: int | None = option(None, "Worker processes (for download: validation processes, and terms searched "
-                                       "at once). Default: the number of CPUs.", kind=int, low=1,
-                                 affects_output=False)
+                                       "at once; the CPUs of a Ray started here). Default: the number of CPUs.",
+                                 kind=int, low=1, affects_output=False)
+    executor: str = option("local", "Where crop and classify run: local (this machine's processes) or ray (a Ray "
+                                    "cluster; pip install 'gimg[ray]'). Downloads always run in this process.",
+                           choices=tuple(EXECUTORS), noun="executor", affects_output=False)
+    ray_address: str | None = option(None, "Ray cluster to join with --executor ray: the HOST:PORT that `ray start "
+                                           "--head` printed, or auto (the cluster of this node). Default: a Ray "
+                                           "started on this machine for the run, with --workers CPUs.", kind=str,
+                                     affects_output=False)
+    busy: str = option("wait", "A term another gimg process (on any node) is working on in the same --out: wait "
+                               "for it, or skip it (rerun later to pick it up).", choices=BUSY_MODES,
+                       noun="busy mode", affects_output=False)
+    stale_after: float = option(DEFAULT_STALE_AFTER, "Seconds without a heartbeat after which a worker's claimed "
+                                                     "terms are taken over (at once when its process is gone from "
+                                                     "this machine); keep it well above the shared folder's time "
+                                                     "resolution.", low=5, affects_output=False)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.ray_address is not None and self.executor != "ray":
+            raise OptionError("--ray-address needs --executor ray")
 
 
 # The bundled net's chip is rendered at this many times its 32 px side and shrunk (bench/framing.py measured it).

@@ -5,12 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-Status = Literal["done", "skipped", "failed"]
+Status = Literal["done", "skipped", "busy", "failed"]
 
 
 @dataclass(frozen=True)
 class TermOutcome:
-    """One term's result in one stage: done (with counts), skipped (already done) or failed (why)."""
+    """One term's result in one stage: done (with counts), skipped (already done), busy (another worker is doing
+    it: --busy skip) or failed (why)."""
 
     term: str
     status: Status

@@ -1,4 +1,4 @@
-"""The one place that fans work over processes."""
+"""The one place that fans work over this machine's processes (the local executor's engine)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ Item = TypeVar("Item")
 Result = TypeVar("Result")
 
 # OPENCV_FOR_THREADS_NUM is OpenCV's default for cv2.setNumThreads, read when cv2 is first imported.
-_THREAD_VARIABLES = (
+THREAD_VARIABLES = (
     "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS", "OPENCV_FOR_THREADS_NUM",
 )
 
@@ -24,9 +24,9 @@ def default_workers() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def _single_threaded() -> None:
+def single_threaded() -> None:
     """Each worker owns one core: native libraries must not start threads of their own."""
-    for variable in _THREAD_VARIABLES:
+    for variable in THREAD_VARIABLES:
         os.environ[variable] = "1"
     opencv = sys.modules.get("cv2")
     if opencv is not None:  # imported already, by the parent's main module that spawn re-imports here
@@ -78,7 +78,7 @@ def imap(
     for size in guided_chunks(len(items), workers, chunksize):
         chunks.append(items[start : start + size])
         start += size
-    with context.Pool(min(workers, len(items)), initializer=_single_threaded) as pool, tqdm(**bar) as progress:
+    with context.Pool(min(workers, len(items)), initializer=single_threaded) as pool, tqdm(**bar) as progress:
         for results in pool.imap_unordered(partial(_apply, function), chunks):
             progress.update(len(results))
             yield from results

@@ -37,8 +37,13 @@ HEAT_MAPS = {
     "occlusion": "gimg.explain:occlusion_heat",
     "gradient": "gimg.explain:gradient_heat",
 }
+# Each executor's builder: (ExecutionOptions) -> Executor; Ray is imported only when the ray executor starts.
+EXECUTORS = {
+    "local": "gimg.executors:LocalExecutor.from_options",
+    "ray": "gimg.executors:RayExecutor.from_options",
+}
 KINDS = {"engine": ENGINES, "face detector": DETECTORS, "gender model": CLASSIFIERS, "correction": CORRECTIONS,
-         "heat map method": HEAT_MAPS}
+         "heat map method": HEAT_MAPS, "executor": EXECUTORS}
 
 
 def check_choice(kind: str, name: str, choices) -> None:
@@ -48,7 +53,7 @@ def check_choice(kind: str, name: str, choices) -> None:
 
 
 def resolve(kind: str, name: str) -> Any:
-    """The implementation registered under name for kind ("engine", "face detector", "gender model")."""
+    """The implementation registered under name for kind ("engine", "face detector", "gender model", "executor")."""
     registry = KINDS[kind]
     check_choice(kind, name, registry)
     module, _, path = registry[name].partition(":")
