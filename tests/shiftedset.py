@@ -24,8 +24,8 @@ from gimg.validation import counted_faces, read_sample
 
 SHARES = {"share 05": 0.05, "share 20": 0.2, "share 50": 0.5, "share 80": 0.8, "share 95": 0.95}
 MIN_AGE = 40
-BLUR = 2.0
-BRIGHTNESS = 0.55
+BLUR = 3.0
+BRIGHTNESS = 0.45
 
 
 def gimg(*args) -> int:

@@ -55,7 +55,8 @@ def test_a_trained_model_through_the_cli(gimg, fixtures, tmp_path):
     assert code == 0, err
     analysis = json.loads(study.analysis_json.read_text())
     assert analysis["evaluation"]["model"] == name
-    assert analysis["evaluation_source"] == str(ModelDir(model.resolve()).evaluation_json)
+    assert analysis["evaluation"]["domain"] == "model"
+    assert analysis["evaluation_source"] == f"the validation split of the model trained in {model.resolve()}"
     given = tmp_path / "eval" / "evaluation.json"
     code, out, err = gimg("analyze", "--out", study.out, "--min-faces", "5", "--resamples", "200", "--evaluation", given)
     assert code == 0, err

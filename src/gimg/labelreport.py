@@ -6,6 +6,7 @@ validation/evaluation.json (gimg's evaluation format with a `study` block; analy
 
 from __future__ import annotations
 
+import json
 import math
 from collections import Counter
 from dataclasses import dataclass, replace
@@ -17,8 +18,8 @@ import pandas as pd
 
 from .correction import Evaluation, interval, write_evaluation
 from .errors import GimgError
-from .layout import Layout, write_csv
-from .options import AnalyzeOptions, counting
+from .layout import Layout, settings_path, write_csv
+from .options import AnalyzeOptions, ClassifyOptions, counting
 from .studyrates import LABELS, PREDICTED, StudyCell, draw_study_rates, labels_to_halve, study_rates
 from .validation import read_labels, read_sample, read_strata, sample_counting
 
@@ -197,14 +198,20 @@ def study_evaluation(cells: list[StudyCell], agreed: Agreement, options: Analyze
 
 
 def _model_of(out: Path, sample: pd.DataFrame) -> tuple[str, str]:
-    """The classifier the sampled faces were scored by (from Datasets/), and its version text."""
+    """The classifier the sampled faces were scored by (from Datasets/), and its version text (from the options the
+    datasets record they were made with)."""
     from .evaluate import model_version
 
     layout = Layout(out)
-    models = sorted({str(model) for term in sample["term"].unique()
+    terms = sample["term"].unique()
+    models = sorted({str(model) for term in terms
                      for model in pd.read_csv(layout.dataset(term), usecols=["model"])["model"].dropna()})
     model = models[0] if len(models) == 1 else ", ".join(models) or "unknown"
-    return model, model_version(model)
+    try:
+        made_with = json.loads(settings_path(layout.dataset(terms[0])).read_text(encoding="utf-8"))["model"]
+        return model, model_version(ClassifyOptions(model=made_with))
+    except (OSError, ValueError, KeyError, IndexError):  # no record of the options: the name is all there is
+        return model, "unknown"
 
 
 def run_label_report(out: Path, options: AnalyzeOptions = AnalyzeOptions()) -> LabelReport:
