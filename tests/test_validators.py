@@ -47,7 +47,8 @@ def _download(server, base: Path, workers: int) -> tuple[list[dict], dict[str, b
     assert outcome[0].status == "done", outcome
     folder = Layout(base / "out").downloaded("t")
     with (folder / "manifest.csv").open(newline="", encoding="utf-8") as handle:
-        rows = [{key: value for key, value in row.items() if key != "time"} for row in csv.DictReader(handle)]
+        rows = [{key: value for key, value in row.items() if key not in ("time", "run")}  # when, and which run
+                for row in csv.DictReader(handle)]
     files = {str(path.relative_to(folder)): path.read_bytes() for path in folder.rglob("*")
              if path.is_file() and path.name not in ("manifest.csv", "near_duplicates.csv")}
     return rows, files, (folder / "near_duplicates.csv").read_text(encoding="utf-8")
@@ -62,7 +63,7 @@ def test_worker_processes_give_the_same_rows_and_files_as_the_download_threads(t
     assert (statuses["plain.jpg"], statuses["copy.jpg"], statuses["html.jpg"], statuses["missing.jpg"]) == (
         "downloaded", "duplicate", "rejected", "failed"), "the inputs cover every status"
     assert any(name.startswith("_quarantine/") for name in files) and len(near.splitlines()) > 1
-    assert pooled[0] == rows, "the same manifest rows but the time"
+    assert pooled[0] == rows, "the same manifest rows but the time and run id"
     assert pooled[1] == files, "the same files, byte for byte"
     assert pooled[2] == near
 
