@@ -133,9 +133,11 @@ def report(stage: str, outcomes: list[TermOutcome]) -> list[TermOutcome]:
     """Log one line per term (skipped ones with -v) and a summary line; return the failures."""
     for outcome in outcomes:
         line = f"{stage}: {outcome.term}: {outcome.status}{': ' + outcome.detail if outcome.detail else ''}"
-        log.log({"done": logging.INFO, "skipped": logging.DEBUG}.get(outcome.status, logging.ERROR), line)
-    counts = {status: sum(o.status == status for o in outcomes) for status in ("done", "skipped", "failed")}
-    log.info(f"{stage}: {counts['done']} done, {counts['skipped']} already done, {counts['failed']} failed")
+        levels = {"done": logging.INFO, "skipped": logging.DEBUG, "busy": logging.INFO}
+        log.log(levels.get(outcome.status, logging.ERROR), line)
+    counts = {status: sum(o.status == status for o in outcomes) for status in ("done", "skipped", "busy", "failed")}
+    busy = f", {counts['busy']} in progress elsewhere" if counts["busy"] else ""  # not a failure: exit 0
+    log.info(f"{stage}: {counts['done']} done, {counts['skipped']} already done{busy}, {counts['failed']} failed")
     return [outcome for outcome in outcomes if outcome.status == "failed"]
 
 
@@ -230,13 +232,15 @@ def crop(out: Path, **values) -> None:
 
     Example: gimg crop --out study1 --detector hog --upsample 1
     """
+    from .executors import executor_for
     from .faces import run_crop
     from .pipeline import run_each_branch
 
     config = StudyConfig.from_flat(values)
     record("crop", out, config, ("crop", "execution"))
-    outcomes = run_each_branch(out, "crop", lambda folder: run_crop(folder, config.crop, config.execution),
-                               on_stage=report)
+    with executor_for(config.execution) as executor:  # one executor (one Ray start) for every branch
+        outcomes = run_each_branch(out, "crop", lambda folder: run_crop(folder, config.crop, config.execution,
+                                                                        executor=executor), on_stage=report)
     finish([outcome for outcome in outcomes if outcome.status == "failed"])
 
 
@@ -250,12 +254,14 @@ def classify(out: Path, **values) -> None:
     Example: gimg classify --out study1 --model onnx
     """
     from .classify import run_classify
+    from .executors import executor_for
     from .pipeline import run_each_branch
 
     config = StudyConfig.from_flat(values)
     record("classify", out, config, ("classify", "execution"))
-    outcomes = run_each_branch(out, "classify", lambda folder: run_classify(folder, config.classify,
-                                                                            config.execution), on_stage=report)
+    with executor_for(config.execution) as executor:  # one executor (one Ray start) for every branch
+        outcomes = run_each_branch(out, "classify", lambda folder: run_classify(
+            folder, config.classify, config.execution, executor=executor), on_stage=report)
     finish([outcome for outcome in outcomes if outcome.status == "failed"])
 
 
