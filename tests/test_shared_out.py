@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -116,6 +117,8 @@ def test_two_pipelines_at_once_on_one_folder_do_every_term_once(site, tmp_path, 
         assert list(pd.read_csv(layout.dataset(term)).file) == list(faces.file)
         assert (pd.read_csv(layout.manifest(term)).status == "downloaded").sum() == PER_TERM
     assert sorted(Layout(out).known_terms()) == sorted(SHARES)
+    assert sorted(pd.read_csv(layout.download_summary).term) == sorted(SHARES), "no summary drops a term"
+    assert sorted(pd.read_csv(layout.summary_csv).term) == sorted(SHARES), "the last analysis saw every term"
     assert not [path for path in (out / ".claims").rglob("*") if path.is_file()], "every claim released"
 
 
@@ -130,6 +133,32 @@ def test_a_term_held_elsewhere_is_reported_busy_with_its_holder(site, downloaded
     assert "crop: nurse: busy: in progress elsewhere (node-b, pid 4711)" in said
     assert f"crop: {len(SHARES) - 1} done, 0 already done, 1 in progress elsewhere, 0 failed" in said
     assert not Layout(out).faces("nurse").exists()
+
+
+def test_a_crop_waits_for_a_term_held_elsewhere_then_does_it(site, downloaded, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(downloaded, out)
+    other = StageClaims(out, FACES_CLAIM, owner=Owner("node-b", 4711, "feedfacefeedface", "another-machine"))
+    held = other.try_claim("nurse")
+    crop = subprocess.Popen(_command(site, out, "crop", "--workers", "1", "--busy", "wait"),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    watchdog = threading.Timer(300, crop.kill)  # bounds the reading below if the crop never says it waits
+    watchdog.start()
+    said = []
+    try:
+        for line in crop.stdout:
+            said.append(line)
+            if "crop: nurse: in progress elsewhere (node-b, pid 4711), waiting" in line:
+                break
+        assert not Layout(out).faces("nurse").exists(), "".join(said)  # never cropped while held elsewhere
+    finally:
+        held.release()
+        rest, _ = crop.communicate(timeout=300)
+        watchdog.cancel()
+    said = "".join(said) + rest
+    assert crop.returncode == 0, said
+    assert re.search(r"^crop: nurse: done: .*; waited \d+ s for another worker$", said, re.MULTILINE), said
+    assert f"crop: {len(SHARES)} done, 0 already done, 0 failed" in said
 
 
 def test_a_killed_crop_is_taken_over_and_ends_as_a_clean_run(site, downloaded, tmp_path):
