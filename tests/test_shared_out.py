@@ -17,13 +17,15 @@ import pandas as pd
 import pytest
 
 from gimg.claims import Owner
-from gimg.layout import FACES_CLAIM, Layout
+from gimg.design import Branch, StudyDesign, Wave, read_design, write_design
+from gimg.layout import FACES_CLAIM, STUDY_INDEX_CLAIM, Layout
 from gimg.localengine import build_site, read_face_labels, serve_site
 from gimg.stageclaims import StageClaims
 
 SHARES = {"nurse": 0.8, "software developer": 0.2, "cashier": 0.6, "judge": 0.4}
 PER_TERM = 8
 STAGES = ("download", "crop", "classify")
+ELSEWHERE = Owner("node-b", 4711, "feedfacefeedface", "another-machine")  # a worker on another node
 NOT_COMPARED = {"runs", ".claims"}  # when each run happened, and the claims' empty stage folders
 
 
@@ -125,7 +127,7 @@ def test_two_pipelines_at_once_on_one_folder_do_every_term_once(site, tmp_path, 
 def test_a_term_held_elsewhere_is_reported_busy_with_its_holder(site, downloaded, tmp_path, gimg):
     out = tmp_path / "out"
     shutil.copytree(downloaded, out)
-    other = StageClaims(out, FACES_CLAIM, owner=Owner("node-b", 4711, "feedfacefeedface", "another-machine"))
+    other = StageClaims(out, FACES_CLAIM, owner=ELSEWHERE)
     held = other.try_claim("nurse")
     code, said, _ = gimg("crop", "--out", out, "--workers", "1", "--busy", "skip")
     held.release()
@@ -135,30 +137,58 @@ def test_a_term_held_elsewhere_is_reported_busy_with_its_holder(site, downloaded
     assert not Layout(out).faces("nurse").exists()
 
 
-def test_a_crop_waits_for_a_term_held_elsewhere_then_does_it(site, downloaded, tmp_path):
-    out = tmp_path / "out"
-    shutil.copytree(downloaded, out)
-    other = StageClaims(out, FACES_CLAIM, owner=Owner("node-b", 4711, "feedfacefeedface", "another-machine"))
-    held = other.try_claim("nurse")
-    crop = subprocess.Popen(_command(site, out, "crop", "--workers", "1", "--busy", "wait"),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    watchdog = threading.Timer(300, crop.kill)  # bounds the reading below if the crop never says it waits
+def _until_it_waits(process: subprocess.Popen, waiting: str) -> str:
+    """What process printed up to the line that says it waits (all of it, if it never says so)."""
+    watchdog = threading.Timer(300, process.kill)  # bounds the reading if the line never comes
     watchdog.start()
     said = []
     try:
-        for line in crop.stdout:
+        for line in process.stdout:
             said.append(line)
-            if "crop: nurse: in progress elsewhere (node-b, pid 4711), waiting" in line:
+            if waiting in line:
                 break
-        assert not Layout(out).faces("nurse").exists(), "".join(said)  # never cropped while held elsewhere
+    finally:
+        watchdog.cancel()
+    return "".join(said)
+
+
+def test_a_crop_waits_for_a_term_held_elsewhere_then_does_it(site, downloaded, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(downloaded, out)
+    other = StageClaims(out, FACES_CLAIM, owner=ELSEWHERE)
+    held = other.try_claim("nurse")
+    crop = subprocess.Popen(_command(site, out, "crop", "--workers", "1", "--busy", "wait"),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        said = _until_it_waits(crop, "crop: nurse: in progress elsewhere (node-b, pid 4711), waiting")
+        assert not Layout(out).faces("nurse").exists(), said  # never cropped while held elsewhere
     finally:
         held.release()
         rest, _ = crop.communicate(timeout=300)
-        watchdog.cancel()
-    said = "".join(said) + rest
+    said += rest
     assert crop.returncode == 0, said
     assert re.search(r"^crop: nurse: done: .*; waited \d+ s for another worker$", said, re.MULTILINE), said
     assert f"crop: {len(SHARES)} done, 0 already done, 0 failed" in said
+
+
+def test_a_download_registers_its_branch_after_another_runs_registration(site, tmp_path):
+    out = tmp_path / "out"
+    index = StageClaims(out, STUDY_INDEX_CLAIM, owner=ELSEWHERE).try_claim(None)
+    download = subprocess.Popen(_command(site, out, "download", "--market", "en-GB", "--wave", "w1"),
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        said = _until_it_waits(download, "study-index: in progress elsewhere (node-b, pid 4711), waiting")
+        assert read_design(out) is None, said  # it did not register while the other run was registering
+        # meanwhile the other run registers its branch, as a run of gimg download --market en-US --wave w1 would
+        write_design(out, StudyDesign((Wave("w1", "2026-01-01T00:00:00Z"),),
+                                      (Branch("w1", "bing", "en-US", "w1/bing_en-US"),)))
+    finally:
+        index.release()
+        rest, _ = download.communicate(timeout=300)
+    assert download.returncode == 0, said + rest
+    assert [(b.engine, b.market, b.folder) for b in read_design(out).branches] == [
+        ("bing", "en-US", "w1/bing_en-US"), ("bing", "en-GB", "w1/bing_en-GB")], "neither run's branch is lost"
+    assert sorted(Layout(out / "w1" / "bing_en-GB").terms_with("manifest")) == sorted(SHARES)
 
 
 def test_a_killed_crop_is_taken_over_and_ends_as_a_clean_run(site, downloaded, tmp_path):

@@ -19,7 +19,7 @@ from .errors import GimgError, MissingInputError
 from .executors import Executor, executor_for
 from .faces import CropRecord, crop_terms
 from .labelreport import run_label_report
-from .layout import ANALYZE_CLAIM, Layout, read_terms
+from .layout import ANALYZE_CLAIM, STUDY_INDEX_CLAIM, Layout, read_terms
 from .options import AnalyzeOptions, ClassifyOptions, CropOptions, DownloadOptions, ExecutionOptions, StudyConfig
 from .outcome import TermOutcome
 from .report import write_report
@@ -145,14 +145,17 @@ def run_study_download(
 ) -> dict[Branch, list[TermOutcome]]:
     """Download terms in every branch of the run (engines x markets of its wave), each into its own output tree.
 
-    Registers the run's wave and branches in OUT/study.json first; every engine is made (and so checked) before
-    any work. All branches share one run id, which their manifests and context records name.
+    Registers the run's wave and branches in OUT/study.json first, one process at a time (another run on the same
+    folder could otherwise drop this one's branches, or put its engine in the same folder); every engine is made
+    (and so checked) before any work. All branches share one run id, which their manifests and context records name.
     """
     names = read_terms(terms) if isinstance(terms, Path) else list(terms)
     run = Run.start(terms if isinstance(terms, Path) else names)
-    plan = plan_run(out, options, run.started)
-    engines = [branch_engine(options, branch) for branch in plan.branches]
-    write_design(out, plan.design)
+    index = StageClaims(out, STUDY_INDEX_CLAIM, execution)
+    with index.wait_for(None, poll=0.1, notify=lambda line: log.info(f"download: {line}")):
+        plan = plan_run(out, options, run.started)
+        engines = [branch_engine(options, branch) for branch in plan.branches]
+        write_design(out, plan.design)
     labelled = len(plan.design.branches) > 1
     outcomes = {}
     for branch, engine in zip(plan.branches, engines):
