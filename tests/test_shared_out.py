@@ -77,6 +77,11 @@ def downloaded(site, tmp_path_factory) -> Path:
 
 
 def test_a_pipeline_on_ray_gives_the_local_executors_outputs(site, downloaded, tmp_path):
+    """Every file but runs/ (when each run was), .claims/ and the report's footer is compared, byte for byte.
+
+    Both trees start from one download (downloads ignore --executor), so its manifests (with their run column),
+    context/ record and study.json are the same download's, and compared too: a pipeline must leave them as they were.
+    """
     pytest.importorskip("ray", reason="the ray executor needs Ray: pip install -e '.[ray]'")
     local, ray = tmp_path / "local", tmp_path / "ray"
     shutil.copytree(downloaded, local)
