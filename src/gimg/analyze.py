@@ -16,10 +16,8 @@ import numpy as np
 import pandas as pd
 
 from .correction import (
-    MIN_TERMS,
     ComparisonIntervals,
     Correction,
-    Correlation,
     Evaluation,
     compare_with_census,
     correlate,

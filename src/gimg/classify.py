@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,16 +12,19 @@ from typing import NamedTuple, Protocol
 import cv2
 import numpy as np
 
-from . import models, parallel
+from . import models
 from .chipnet import ChipNet
 from .crops import box_in_crop, decode_crop
 from .errors import ModelError
+from .executors import Executor, executor_for
 from .facechips import DEFAULT_FRAMING, Crop
-from .layout import Layout, is_fresh, write_csv
+from .layout import FACES_CLAIM, Layout, is_fresh, write_csv
 from .options import ClassifyOptions, ExecutionOptions
 from .outcome import TermOutcome
 from .registry import CLASSIFIERS, resolve
+from .stageclaims import StageClaims, claim_rounds
 
+log = logging.getLogger(__name__)
 DATASET_COLUMNS = ["file", "p_female", "height", "width", "image", "face", "left", "top", "right", "bottom", "model"]
 _CHUNK_FACES = 64
 # Levi-Hassner preprocessing as the original's caffe.Classifier: BGR, resize to 256, mean, centre 227.
@@ -279,22 +283,14 @@ def write_dataset(layout: Layout, term: str, term_records: list[ClassifyRecord],
     return TermOutcome(term, "done", detail)
 
 
-def run_classify(
-    out: Path, options: ClassifyOptions = ClassifyOptions(), execution: ExecutionOptions = ExecutionOptions()
-) -> list[TermOutcome]:
-    """Classify every cropped term's faces into Datasets/<term>.csv (one row per face with a p_female)."""
-    if options.gpu:
-        check_gpu(options)
-    layout = Layout(out)
-    terms = layout.require_terms_with("faces", "classify", "crop")
+def classify_held(
+    layout: Layout, terms: list[str], options: ClassifyOptions, executor: Executor
+) -> dict[str, TermOutcome]:
+    """Classify the faces of the given terms (claimed by this process) in one map, into their datasets."""
     outcomes: dict[str, TermOutcome] = {}
     tasks: list[ClassifyTask] = []
     records: dict[str, list[ClassifyRecord]] = {}
-    settings = classify_settings(options)  # loads the model: missing or broken weights stop here, in one line
     for term in terms:
-        if is_fresh(layout.dataset(term), layout.faces(term), settings):
-            outcomes[term] = TermOutcome(term, "skipped", "dataset is newer than faces.csv, same model")
-            continue
         try:
             faces = _read_faces(layout.faces(term))
         except (OSError, csv.Error) as error:
@@ -306,9 +302,34 @@ def run_classify(
             ClassifyTask(term, options, crop_dir, faces[start : start + _CHUNK_FACES])
             for start in range(0, len(faces), _CHUNK_FACES)
         ]
-    workers = parallel.default_workers() if execution.workers is None else execution.workers
-    for record in parallel.imap(classify_one, tasks, workers=workers, desc="classify"):
+    for record in executor.map(classify_one, tasks, desc="classify"):
         records[record.term].append(record)
     for term, term_records in records.items():
         outcomes[term] = write_dataset(layout, term, term_records, options)
-    return [outcomes[term] for term in terms]
+    return outcomes
+
+
+def run_classify(
+    out: Path,
+    options: ClassifyOptions = ClassifyOptions(),
+    execution: ExecutionOptions = ExecutionOptions(),
+    *,
+    executor: Executor | None = None,
+) -> list[TermOutcome]:
+    """Classify every cropped term's faces into Datasets/<term>.csv (one row per face with a p_female)."""
+    if options.gpu:
+        check_gpu(options)
+    layout = Layout(out)
+    terms = layout.require_terms_with("faces", "classify", "crop")
+    settings = classify_settings(options)  # loads the model: missing or broken weights stop here, in one line
+
+    def is_done(term: str) -> bool:
+        return is_fresh(layout.dataset(term), layout.faces(term), settings)
+
+    with executor_for(execution, executor) as executor:
+        def work(held: dict) -> dict[str, TermOutcome]:
+            return classify_held(layout, list(held), options, executor)
+
+        return claim_rounds(StageClaims(out, FACES_CLAIM, execution), terms, work, is_done=is_done,
+                            already="dataset is newer than faces.csv, same model",
+                            notify=lambda line: log.info(f"classify: {line}"))

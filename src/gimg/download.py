@@ -14,7 +14,6 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime
 from functools import partial
@@ -28,10 +27,13 @@ from .engines import Engine, SearchResult, make_engine
 from .engines.record import Run, save_context_record
 from .errors import EngineError
 from .fetch import FetchError, Fetcher, FetchOptions, HostQueue, host_of
-from .layout import NEAR_DUPLICATES, QUARANTINE, Layout, atomic_path, write_csv
+from .layout import (
+    DOWNLOAD_CLAIM, DOWNLOAD_SUMMARY_CLAIM, NEAR_DUPLICATES, QUARANTINE, Layout, atomic_path, write_csv,
+)
 from .options import DownloadOptions, ExecutionOptions
 from .outcome import TermOutcome
 from .parallel import default_workers
+from .stageclaims import StageClaims, claim_each
 from .validate import MAX_PIXELS, MIN_SIDE, perceptual_hash
 from .validators import InThreads, Job, ProcessPool, Stored, failure_reason
 
@@ -297,7 +299,7 @@ def run_download(
     terms = list(terms)
     run = run or Run.start(terms)
     layout = Layout(out)
-    layout.remember_terms(terms)
+    layout.remember_terms(terms, execution.stale_after)
     concurrent_terms = max(1, min(execution.workers or default_workers(), len(terms)))
     downloader = Downloader(options.max_per_host, fetch, max_pixels, min_side, execution.workers or default_workers())
 
@@ -307,12 +309,26 @@ def run_download(
             save_context_record(layout.context_record(run.id), searcher, run)
         return outcome
 
-    with downloader, ThreadPoolExecutor(concurrent_terms) as pool:
-        outcomes = list(tqdm(pool.map(job, terms), total=len(terms), desc="download", unit="term", disable=None))
-    if any(outcome.status != "skipped" for outcome in outcomes):
+    def is_done(term: str) -> bool:
+        return layout.manifest(term).exists() and not options.retry_failed
+
+    # Each term is claimed on the thread that downloads it, so that processes on several nodes split the terms.
+    already = None if options.retry_failed else "manifest.csv exists"
+    todo = sum(not is_done(term) for term in terms)
+    with downloader, tqdm(total=todo, desc="download", unit="term", disable=None) as progress:
+        def do_term(term: str) -> TermOutcome:
+            outcome = job(term)
+            progress.update()
+            return outcome
+
+        outcomes = claim_each(StageClaims(out, DOWNLOAD_CLAIM, execution), terms, do_term, is_done=is_done,
+                              already=already, workers=concurrent_terms,
+                              notify=lambda line: log.info(f"download: {line}"))
+    if any(outcome.status not in ("skipped", "busy") for outcome in outcomes):
         save_context_record(layout.context_record(run.id), searcher, run)  # the last word, whichever term ended last
     if any(outcome.status == "done" for outcome in outcomes) or not layout.download_summary.exists():
-        write_download_summary(layout, options)
+        with StageClaims(out, DOWNLOAD_SUMMARY_CLAIM, execution).wait_for(None, poll=0.1):
+            write_download_summary(layout, options)  # from every manifest: the last writer's file holds every term
     return outcomes
 
 

@@ -20,6 +20,7 @@ from .correction import Evaluation, write_evaluation
 from .errors import GimgError, MissingInputError
 from .explain import misclassified_gallery
 from .facechips import DEFAULT_FRAMING
+from .executors import Executor, executor_for
 from .faces import run_crop
 from .layout import Layout, atomic_path, write_csv
 from .options import ClassifyOptions, CropOptions, EvaluateOptions, ExecutionOptions
@@ -123,7 +124,8 @@ MODEL_VERSIONS = {"onnx": _onnx_version, "caffe": _caffe_version}
 
 
 def stage_and_crop(labels_csv: Path, out: Path, options: EvaluateOptions, crop: CropOptions,
-                   execution: ExecutionOptions) -> tuple[pd.DataFrame, pd.DataFrame]:
+                   execution: ExecutionOptions, *, executor: Executor | None = None
+                   ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Labelled images staged in out as one term and cropped by the real crop stage: the labels with each image's
     staged name, and the biggest face found in each image (its faces.csv row)."""
     labels = read_labels(labels_csv)
@@ -131,7 +133,7 @@ def stage_and_crop(labels_csv: Path, out: Path, options: EvaluateOptions, crop: 
     if not Path(images).is_dir():
         raise MissingInputError(f"image folder {images} not found: pass --images with the labelled images")
     staged = stage_images(labels, Path(images), Path(out))
-    run_crop(Path(out), crop, execution)
+    run_crop(Path(out), crop, execution, executor=executor)
     faces = pd.read_csv(Layout(out).faces(EVALUATION_TERM))
     return staged, biggest_faces(faces) if len(faces) else faces
 
@@ -302,8 +304,9 @@ def run_evaluate(
     """Run crop + classify on labelled images and write evaluation.json, predictions.csv, a contact sheet and the
     heat maps of the mistakes."""
     layout = Layout(out)
-    staged, _ = stage_and_crop(labels_csv, layout.out, options, crop, execution)
-    run_classify(layout.out, classify, execution)
+    with executor_for(execution) as executor:  # one executor (one Ray start) for both stages
+        staged, _ = stage_and_crop(labels_csv, layout.out, options, crop, execution, executor=executor)
+        run_classify(layout.out, classify, execution, executor=executor)
     faces = pd.read_csv(layout.dataset(EVALUATION_TERM))
     biggest = biggest_faces(faces)[["image", "file", "p_female"]].rename(columns={"file": "crop"})
     scored = staged.merge(biggest, on="image", how="left")

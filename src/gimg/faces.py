@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import logging
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,15 +13,18 @@ import cv2
 import dlib
 import numpy as np
 
-from . import models, parallel
+from . import models
 from .blazeface import detect_faces_blazeface
 from .crops import Box, box_in_crop, crop_box, decode_crop
-from .layout import Layout, is_fresh, write_csv
+from .executors import Executor, executor_for
+from .layout import FACES_CLAIM, Layout, is_fresh, write_csv
 from .options import CropOptions, ExecutionOptions
 from .outcome import TermOutcome
 from .registry import resolve
+from .stageclaims import StageClaims, claim_rounds
 from .yunet import detect_faces_yunet
 
+log = logging.getLogger(__name__)
 FACES_COLUMNS = [
     "file", "image", "face", "left", "top", "right", "bottom",
     "crop_left", "crop_top", "width", "height", "image_width", "image_height",
@@ -211,24 +215,22 @@ def chunksize(tasks: int, workers: int) -> int:
     return max(1, min(_CHUNKSIZE, tasks // (4 * max(workers, 1))))
 
 
-def crop_terms(
-    out: Path,
-    options: CropOptions = CropOptions(),
-    execution: ExecutionOptions = ExecutionOptions(),
+def crop_held(
+    layout: Layout,
+    terms: list[str],
+    options: CropOptions,
+    executor: Executor,
     *,
     hook: FaceHook | None = None,
-) -> tuple[list[TermOutcome], dict[str, list[CropRecord]]]:
-    """run_crop, also returning the records of each term it cropped (with the hook's columns when given)."""
-    layout = Layout(out)
-    terms = layout.require_terms_with("manifest", "crop", "download")
+    on_cropped: Callable[[str, list[CropRecord]], object] = lambda term, records: None,
+) -> dict[str, TermOutcome]:
+    """Crop the given terms (claimed by this process) afresh in one map over their images; on_cropped gets each
+    term's records once its faces.csv is written."""
     outcomes: dict[str, TermOutcome] = {}
     tasks: list[CropTask] = []
     records: dict[str, list[CropRecord]] = {}
     settings = options.settings()
     for term in terms:
-        if is_fresh(layout.faces(term), layout.manifest(term), settings):
-            outcomes[term] = TermOutcome(term, "skipped", "faces.csv is newer than manifest.csv, same settings")
-            continue
         try:
             images = _downloaded_images(layout.manifest(term))
             crop_dir = layout.cropped(term)
@@ -240,11 +242,10 @@ def crop_terms(
         records[term] = []
         folder = layout.downloaded(term)
         tasks += [CropTask(term, str(folder / name), str(crop_dir), options, hook) for name in images]
-    workers = parallel.default_workers() if execution.workers is None else execution.workers
-    chunk = chunksize(len(tasks), workers)
-    for record in parallel.imap(crop_one, tasks, workers=workers, desc="crop", chunksize=chunk):
-        records[record.term].append(record)
-    done: dict[str, list[CropRecord]] = {}
+    if tasks:  # asking a Ray executor for its workers starts Ray: a run with nothing to do must not
+        chunk = chunksize(len(tasks), executor.workers)
+        for record in executor.map(crop_one, tasks, desc="crop", chunksize=chunk):
+            records[record.term].append(record)
     for term, term_records in records.items():
         rows = [row for record in term_records for row in record.rows]
         rows.sort(key=lambda row: (row["image"], row["face"]))
@@ -254,13 +255,43 @@ def crop_terms(
             outcomes[term] = TermOutcome(term, "failed", f"{type(error).__name__}: {error}; rerun to resume")
             continue
         outcomes[term] = TermOutcome(term, "done", _summary(term_records))
-        done[term] = term_records
-    return [outcomes[term] for term in terms], done
+        on_cropped(term, term_records)
+    return outcomes
+
+
+def crop_terms(
+    out: Path,
+    options: CropOptions = CropOptions(),
+    execution: ExecutionOptions = ExecutionOptions(),
+    *,
+    hook: FaceHook | None = None,
+    on_cropped: Callable[[str, list[CropRecord]], object] = lambda term, records: None,
+    executor: Executor | None = None,
+) -> list[TermOutcome]:
+    """run_crop with the crop workers' hook, and on_cropped called with each cropped term's records while this
+    process still holds the term's claim (the fused pass writes its datasets there)."""
+    layout = Layout(out)
+    terms = layout.require_terms_with("manifest", "crop", "download")
+    settings = options.settings()
+
+    def is_done(term: str) -> bool:
+        return is_fresh(layout.faces(term), layout.manifest(term), settings)
+
+    with executor_for(execution, executor) as executor:
+        def work(held: dict) -> dict[str, TermOutcome]:
+            return crop_held(layout, list(held), options, executor, hook=hook, on_cropped=on_cropped)
+
+        return claim_rounds(StageClaims(out, FACES_CLAIM, execution), terms, work, is_done=is_done,
+                            already="faces.csv is newer than manifest.csv, same settings",
+                            notify=lambda line: log.info(f"crop: {line}"))
 
 
 def run_crop(
-    out: Path, options: CropOptions = CropOptions(), execution: ExecutionOptions = ExecutionOptions()
+    out: Path,
+    options: CropOptions = CropOptions(),
+    execution: ExecutionOptions = ExecutionOptions(),
+    *,
+    executor: Executor | None = None,
 ) -> list[TermOutcome]:
     """Crop the faces of every downloaded term into Cropped_faces/<term>/, writing faces.csv last."""
-    outcomes, _ = crop_terms(out, options, execution)
-    return outcomes
+    return crop_terms(out, options, execution, executor=executor)

@@ -52,6 +52,7 @@ FACES_CLAIM = "faces"
 ANALYZE_CLAIM = "analyze"
 TERMS_INDEX_CLAIM = "terms-index"
 DOWNLOAD_SUMMARY_CLAIM = "download-summary"
+STUDY_INDEX_CLAIM = "study-index"
 
 _MAX_FOLDER_BYTES = 80
 _UNSAFE = re.compile(r"[^\w\-. ]+")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,33 +16,40 @@ from .design import WHOLE, Branch, branch_engine, plan_run, read_design, study_b
 from .download import run_download
 from .engines.record import Run
 from .errors import GimgError, MissingInputError
+from .executors import Executor, executor_for
 from .faces import CropRecord, crop_terms
 from .labelreport import run_label_report
-from .layout import Layout, read_terms
+from .layout import ANALYZE_CLAIM, STUDY_INDEX_CLAIM, Layout, read_terms
 from .options import AnalyzeOptions, ClassifyOptions, CropOptions, DownloadOptions, ExecutionOptions, StudyConfig
 from .outcome import TermOutcome
 from .report import write_report
+from .stageclaims import StageClaims
 from .studyfile import record_run
 from .studyreport import write_study_report
 
+log = logging.getLogger(__name__)
 OnStage = Callable[[str, list[TermOutcome]], object]
 
 
-def run_analyze(out: Path, options: AnalyzeOptions = AnalyzeOptions()) -> AnalysisResult:
+def run_analyze(
+    out: Path, options: AnalyzeOptions = AnalyzeOptions(), execution: ExecutionOptions = ExecutionOptions()
+) -> AnalysisResult:
     """Analyze every classified term (or, with options.codes, a study coded by people): analysis/summary.csv,
     ranks.csv, rank_bands.csv, analysis.json, scatter.png, rank_bands.png and report.html.
 
     When people labelled faces of the study (validation/labels/), their report is written first, so that the analysis
-    corrects with the study's own error rates.
+    corrects with the study's own error rates. One process at a time analyzes an output folder (others wait for
+    it), so that its files come from one run.
     """
-    if options.codes is not None:
-        result = analyze_coded_study(out, options)
-    else:
-        notes = report_labels(out, options)
-        result = analyze(out, options)
-        result.notes[:0] = notes
-    write_tables(result)
-    write_report(result)
+    with StageClaims(out, ANALYZE_CLAIM, execution).wait_for(None, notify=lambda line: log.info(f"analyze: {line}")):
+        if options.codes is not None:
+            result = analyze_coded_study(out, options)
+        else:
+            notes = report_labels(out, options)
+            result = analyze(out, options)
+            result.notes[:0] = notes
+        write_tables(result)
+        write_report(result)
     return result
 
 
@@ -74,20 +82,34 @@ def run_crop_classify(
     crop: CropOptions = CropOptions(),
     classify: ClassifyOptions = ClassifyOptions(),
     execution: ExecutionOptions = ExecutionOptions(),
+    *,
+    executor: Executor | None = None,
 ) -> tuple[list[TermOutcome], list[TermOutcome]]:
     """run_crop and run_classify in one pass over the images: each face is classified as its crop is written.
 
-    Writes exactly what the two stages write (faces.csv, then the dataset), so either can rerun alone. Terms
-    whose crops were already fresh are classified from their crop files, as run_classify does.
+    Writes exactly what the two stages write (faces.csv, then the dataset, both under the term's claim), so either
+    can rerun alone. Terms whose crops were already fresh are classified from their crop files, as run_classify
+    does. Both stages run on one executor (executor, or one made from execution): one Ray start.
     """
     name = load_classifier(classify).name  # missing weights stop here, before any work
     layout = Layout(out)
-    crop_outcomes, cropped = crop_terms(out, crop, execution, hook=CropClassifier(classify))
-    fused = {term: write_dataset(layout, term, [_fused_record(term, records, name)], classify)
-             for term, records in cropped.items()}
-    rest = run_classify(out, classify, execution)
+    fused: dict[str, TermOutcome] = {}
+
+    def write_fused(term: str, records: list[CropRecord]) -> None:
+        fused[term] = write_dataset(layout, term, [_fused_record(term, records, name)], classify)
+
+    with executor_for(execution, executor) as executor:
+        crop_outcomes = crop_terms(out, crop, execution, hook=CropClassifier(classify), on_cropped=write_fused,
+                                   executor=executor)
+        # with --busy skip and every term cropped elsewhere, there is no faces.csv here to classify yet
+        every_term_elsewhere = _any_busy(crop_outcomes) and not layout.terms_with("faces")
+        rest = [] if every_term_elsewhere else run_classify(out, classify, execution, executor=executor)
     classify_outcomes = [fused.get(o.term, o) if o.status == "skipped" else o for o in rest]
     return crop_outcomes, classify_outcomes
+
+
+def _any_busy(outcomes: list[TermOutcome]) -> bool:
+    return any(outcome.status == "busy" for outcome in outcomes)
 
 
 @dataclass
@@ -123,14 +145,17 @@ def run_study_download(
 ) -> dict[Branch, list[TermOutcome]]:
     """Download terms in every branch of the run (engines x markets of its wave), each into its own output tree.
 
-    Registers the run's wave and branches in OUT/study.json first; every engine is made (and so checked) before
-    any work. All branches share one run id, which their manifests and context records name.
+    Registers the run's wave and branches in OUT/study.json first, one process at a time (another run on the same
+    folder could otherwise drop this one's branches, or put its engine in the same folder); every engine is made
+    (and so checked) before any work. All branches share one run id, which their manifests and context records name.
     """
     names = read_terms(terms) if isinstance(terms, Path) else list(terms)
     run = Run.start(terms if isinstance(terms, Path) else names)
-    plan = plan_run(out, options, run.started)
-    engines = [branch_engine(options, branch) for branch in plan.branches]
-    write_design(out, plan.design)
+    index = StageClaims(out, STUDY_INDEX_CLAIM, execution)
+    with index.wait_for(None, poll=0.1, notify=lambda line: log.info(f"download: {line}")):
+        plan = plan_run(out, options, run.started)
+        engines = [branch_engine(options, branch) for branch in plan.branches]
+        write_design(out, plan.design)
     labelled = len(plan.design.branches) > 1
     outcomes = {}
     for branch, engine in zip(plan.branches, engines):
@@ -212,16 +237,22 @@ def run_pipeline(
     result.outcomes = {"download": [o for outcomes in downloads.values() for o in outcomes], "crop": [],
                        "classify": []}
     labelled = len(read_design(out).branches) > 1
-    for branch in downloads:
-        folder = branch.path(out)
-        if not Layout(folder).terms_with("manifest"):
-            continue  # nothing was downloaded: the failures say why, and there is nothing to crop
-        crop, classify = run_crop_classify(folder, config.crop, config.classify, config.execution)
-        on_stage(stage_name("crop", branch, labelled), crop)
-        on_stage(stage_name("classify", branch, labelled), classify)
-        result.outcomes["crop"] += crop
-        result.outcomes["classify"] += classify
-        result.analyses[branch] = run_analyze(folder, config.analyze)
+    with executor_for(config.execution) as executor:  # one executor (one Ray start) for every branch
+        for branch in downloads:
+            folder = branch.path(out)
+            if not Layout(folder).terms_with("manifest"):
+                continue  # nothing was downloaded: the failures say why, and there is nothing to crop
+            crop, classify = run_crop_classify(folder, config.crop, config.classify, config.execution,
+                                               executor=executor)
+            on_stage(stage_name("crop", branch, labelled), crop)
+            on_stage(stage_name("classify", branch, labelled), classify)
+            result.outcomes["crop"] += crop
+            result.outcomes["classify"] += classify
+            if _any_busy(crop) and not Layout(folder).terms_with("dataset"):
+                log.info(f"{stage_name('analyze', branch, labelled)}: every term is in progress elsewhere "
+                         "(--busy skip); the process doing them analyzes them")
+                continue
+            result.analyses[branch] = run_analyze(folder, config.analyze, config.execution)
     if labelled and result.analyses:
         result.comparison = run_compare(out, config.analyze)
     return result

@@ -137,9 +137,11 @@ def report(stage: str, outcomes: list[TermOutcome]) -> list[TermOutcome]:
     """Log one line per term (skipped ones with -v) and a summary line; return the failures."""
     for outcome in outcomes:
         line = f"{stage}: {outcome.term}: {outcome.status}{': ' + outcome.detail if outcome.detail else ''}"
-        log.log({"done": logging.INFO, "skipped": logging.DEBUG}.get(outcome.status, logging.ERROR), line)
-    counts = {status: sum(o.status == status for o in outcomes) for status in ("done", "skipped", "failed")}
-    log.info(f"{stage}: {counts['done']} done, {counts['skipped']} already done, {counts['failed']} failed")
+        levels = {"done": logging.INFO, "skipped": logging.DEBUG, "busy": logging.INFO}
+        log.log(levels.get(outcome.status, logging.ERROR), line)
+    counts = {status: sum(o.status == status for o in outcomes) for status in ("done", "skipped", "busy", "failed")}
+    busy = f", {counts['busy']} in progress elsewhere" if counts["busy"] else ""  # not a failure: exit 0
+    log.info(f"{stage}: {counts['done']} done, {counts['skipped']} already done{busy}, {counts['failed']} failed")
     return [outcome for outcome in outcomes if outcome.status == "failed"]
 
 

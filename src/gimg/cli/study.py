@@ -90,13 +90,15 @@ def crop(out: Path, **values) -> None:
 
     Example: gimg crop --out study1 --detector hog --upsample 1
     """
+    from ..executors import executor_for
     from ..faces import run_crop
     from ..pipeline import run_each_branch
 
     config = StudyConfig.from_flat(values)
     record("crop", out, config, ("crop", "execution"))
-    outcomes = run_each_branch(out, "crop", lambda folder: run_crop(folder, config.crop, config.execution),
-                               on_stage=report)
+    with executor_for(config.execution) as executor:  # one executor (one Ray start) for every branch
+        outcomes = run_each_branch(out, "crop", lambda folder: run_crop(folder, config.crop, config.execution,
+                                                                        executor=executor), on_stage=report)
     finish([outcome for outcome in outcomes if outcome.status == "failed"])
 
 
@@ -110,12 +112,14 @@ def classify(out: Path, **values) -> None:
     Example: gimg classify --out study1 --model onnx
     """
     from ..classify import run_classify
+    from ..executors import executor_for
     from ..pipeline import run_each_branch
 
     config = StudyConfig.from_flat(values)
     record("classify", out, config, ("classify", "execution"))
-    outcomes = run_each_branch(out, "classify", lambda folder: run_classify(folder, config.classify,
-                                                                            config.execution), on_stage=report)
+    with executor_for(config.execution) as executor:  # one executor (one Ray start) for every branch
+        outcomes = run_each_branch(out, "classify", lambda folder: run_classify(
+            folder, config.classify, config.execution, executor=executor), on_stage=report)
     finish([outcome for outcome in outcomes if outcome.status == "failed"])
 
 
