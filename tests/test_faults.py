@@ -31,7 +31,8 @@ from faultserver import (
 )
 from PIL import Image
 
-from gimg.download import COLUMNS, Record, read_journal, run_download
+from gimg.download import COLUMNS, run_download
+from gimg.downloader import Record, read_journal
 from gimg.engines.base import USER_AGENT
 from gimg.fetch import FetchOptions, retry_after_seconds
 from gimg.layout import JOURNAL, Layout
@@ -190,7 +191,7 @@ def test_rerun_with_other_results_leaves_no_stale_files(tmp_path):
 
 
 def test_journal_ignores_a_row_cut_by_a_kill(tmp_path):
-    from gimg.download import Journal
+    from gimg.downloader import Journal
 
     journal = Journal(tmp_path / JOURNAL)
     journal.append([Record(1, "http://a/1.jpg", "", "urls", "t", "ab", "failed", "HTTP 404", "")])

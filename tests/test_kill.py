@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from faultserver import HTML, encode, ok, photo, serve, send
 
-from gimg.download import read_journal
+from gimg.downloader import read_journal
 from gimg.layout import JOURNAL, Layout
 
 TERMS = {"alpha": 30, "beta/../ ☕.": 12}  # results per term; the second name is hostile on purpose
