@@ -6,6 +6,9 @@ from __future__ import annotations
 import hashlib
 import json
 import socket
+import time
+from datetime import datetime
+
 import pytest
 from localhttp import reply, serve
 
@@ -182,7 +185,9 @@ def test_recorded_requests_are_the_requests_the_server_received(engines_site, en
         searcher = GoogleBasicEngine(engines_site.url, page_delay=0, context=GERMAN_STRICT, recorder=recorder)
     else:
         searcher = make_engine(options(engine, engines_site.url, GERMAN_STRICT), recorder=recorder)
+    before = utc_timestamp(time.time() - 0.001)  # the stamps are to the millisecond
     searcher.search("nurse", 25)
+    after = utc_timestamp(time.time() + 0.001)
     received = _requests_since(engines_site, start)
     records = recorder.records()
     assert len(records) == len(received) >= 2
@@ -195,7 +200,9 @@ def test_recorded_requests_are_the_requests_the_server_received(engines_site, en
         assert (record.engine, record.term, record.status, record.error, record.method) == (
             searcher.name, "nurse", 200, "", "GET"
         )
-        assert record.started.endswith("Z") and record.seconds >= 0
+        # When each request started, within the search, and how long it took, no longer than the search itself.
+        assert before <= record.started <= after and record.started.endswith("Z")
+        assert 0 <= record.seconds <= (datetime.fromisoformat(after) - datetime.fromisoformat(before)).total_seconds()
 
 
 def test_duckduckgo_token_is_asked_and_used_with_one_user_agent():

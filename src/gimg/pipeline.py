@@ -17,7 +17,7 @@ from .download import run_download
 from .engines.record import Run
 from .errors import GimgError, MissingInputError
 from .executors import Executor, executor_for
-from .faces import CropRecord, crop_terms
+from .faces import CropRecord, crop_terms, run_crop
 from .labelreport import run_label_report
 from .layout import ANALYZE_CLAIM, STUDY_INDEX_CLAIM, Layout, read_terms
 from .options import AnalyzeOptions, ClassifyOptions, CropOptions, DownloadOptions, ExecutionOptions, StudyConfig
@@ -184,6 +184,24 @@ def run_each_branch(
         on_stage(stage_name(stage, branch, len(branches) > 1), done)
         outcomes += done
     return outcomes
+
+
+def run_study_crop(
+    out: Path, options: CropOptions, execution: ExecutionOptions, *, on_stage: OnStage = lambda s, o: None
+) -> list[TermOutcome]:
+    """`gimg crop`: every branch of the study at out, with one executor (one Ray start) for all of them."""
+    with executor_for(execution) as executor:
+        return run_each_branch(out, "crop", lambda folder: run_crop(folder, options, execution, executor=executor),
+                               on_stage=on_stage)
+
+
+def run_study_classify(
+    out: Path, options: ClassifyOptions, execution: ExecutionOptions, *, on_stage: OnStage = lambda s, o: None
+) -> list[TermOutcome]:
+    """`gimg classify`: every branch of the study at out, with one executor (one Ray start) for all of them."""
+    with executor_for(execution) as executor:
+        return run_each_branch(out, "classify", lambda folder: run_classify(folder, options, execution,
+                                                                            executor=executor), on_stage=on_stage)
 
 
 def run_compare(out: Path, options: AnalyzeOptions = AnalyzeOptions()) -> StudyComparison:

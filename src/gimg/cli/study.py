@@ -90,15 +90,11 @@ def crop(out: Path, **values) -> None:
 
     Example: gimg crop --out study1 --detector hog --upsample 1
     """
-    from ..executors import executor_for
-    from ..faces import run_crop
-    from ..pipeline import run_each_branch
+    from ..pipeline import run_study_crop
 
     config = StudyConfig.from_flat(values)
     record("crop", out, config, ("crop", "execution"))
-    with executor_for(config.execution) as executor:  # one executor (one Ray start) for every branch
-        outcomes = run_each_branch(out, "crop", lambda folder: run_crop(folder, config.crop, config.execution,
-                                                                        executor=executor), on_stage=report)
+    outcomes = run_study_crop(out, config.crop, config.execution, on_stage=report)
     finish([outcome for outcome in outcomes if outcome.status == "failed"])
 
 
@@ -111,15 +107,11 @@ def classify(out: Path, **values) -> None:
 
     Example: gimg classify --out study1 --model onnx
     """
-    from ..classify import run_classify
-    from ..executors import executor_for
-    from ..pipeline import run_each_branch
+    from ..pipeline import run_study_classify
 
     config = StudyConfig.from_flat(values)
     record("classify", out, config, ("classify", "execution"))
-    with executor_for(config.execution) as executor:  # one executor (one Ray start) for every branch
-        outcomes = run_each_branch(out, "classify", lambda folder: run_classify(
-            folder, config.classify, config.execution, executor=executor), on_stage=report)
+    outcomes = run_study_classify(out, config.classify, config.execution, on_stage=report)
     finish([outcome for outcome in outcomes if outcome.status == "failed"])
 
 
