@@ -3,61 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from PIL import Image
+from detection import box_of, iou, paste_faces, rgb, scene_recall
 
-from gimg.blazeface import Detection
 from gimg.crops import Box
 from gimg.faces import detect_faces
 from gimg.yunet import DEFAULT_MIN_FACE, detect_faces_yunet, pass_scales
-
-# Where dlib HOG (upsample 1) puts its box in a 200x200 UTKFace chip: the mean over the 50 fixture faces.
-DLIB_BOX_IN_CHIP = (0.04, 0.05, 0.89, 0.90)
-
-
-def _rgb(path: Path) -> np.ndarray:
-    return np.asarray(Image.open(path).convert("RGB"))
-
-
-def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
-    width = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    height = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = width * height
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
-
-
-def _box(face: Detection) -> tuple[int, int, int, int]:
-    return face.left, face.top, face.right, face.bottom
-
-
-def _found(photos: Path, boxes: pd.DataFrame) -> tuple[int, int]:
-    """Labelled faces matched by a detection at IoU >= 0.5, and all detections, over the labelled photos."""
-    found = detections = 0
-    for file, labelled in boxes.groupby("file"):
-        faces = detect_faces_yunet(_rgb(photos / file))
-        detections += len(faces)
-        for row in labelled.itertuples():
-            truth = (row.left, row.top, row.left + row.width, row.top + row.height)
-            found += any(_iou(truth, _box(face)) >= 0.5 for face in faces)
-    return found, detections
-
-
-def _canvas(fixtures: Path, faces: list[tuple[int, tuple[int, int]]]) -> tuple[np.ndarray, list[tuple[float, ...]]]:
-    """UTKFace faces pasted at (side, corner) on a noisy grey 1600x1200 canvas, and their dlib-like boxes."""
-    noise = np.random.default_rng(0).normal(128, 20, (1200, 1600, 3))
-    canvas = Image.fromarray(np.clip(noise, 0, 255).astype(np.uint8))
-    sources = sorted((fixtures / "faces" / "images").glob("*.jpg"))
-    boxes = []
-    for index, (side, corner) in enumerate(faces):
-        face = Image.open(sources[index]).convert("RGB")
-        canvas.paste(face.resize((side, side), Image.LANCZOS), corner)
-        boxes.append(tuple(origin + fraction * side for origin, fraction in zip(corner * 2, DLIB_BOX_IN_CHIP)))
-    return np.asarray(canvas), boxes
-
 
 # Six faces whose dlib-like boxes are 36-120 px wide, the small faces of issue 13, spread over a 1600x1200 image.
 SMALL_FACES = [(42, (100, 100)), (48, (700, 150)), (60, (1300, 200)), (80, (200, 800)), (110, (800, 700)),
@@ -66,14 +20,14 @@ SMALL_FACES = [(42, (100, 100)), (48, (700, 150)), (60, (1300, 200)), (80, (200,
 
 def test_fixture_scenes_recall(fixtures):
     boxes = pd.read_csv(fixtures / "scenes" / "boxes.csv")
-    found, detections = _found(fixtures / "scenes", boxes)
+    found, detections = scene_recall(detect_faces_yunet, fixtures / "scenes", boxes)
     assert found == len(boxes) == 9
     assert detections == 9
 
 
 def test_shared_scenes_recall(shared_data):
     boxes = pd.read_csv(shared_data / "scenes" / "boxes.csv")
-    found, detections = _found(shared_data / "scenes" / "photos", boxes)
+    found, detections = scene_recall(detect_faces_yunet, shared_data / "scenes" / "photos", boxes)
     print(f"YuNet found {found} of {len(boxes)} labelled faces with {detections} detections")
     assert len(boxes) == 43
     assert found == 43
@@ -81,25 +35,25 @@ def test_shared_scenes_recall(shared_data):
 
 
 def test_small_pasted_faces_found(fixtures):
-    image, truths = _canvas(fixtures, SMALL_FACES)
+    image, truths = paste_faces(fixtures, SMALL_FACES)
     faces = detect_faces_yunet(image)
-    matched = [max((_iou(truth, _box(face)) for face in faces), default=0.0) for truth in truths]
+    matched = [max((iou(truth, face) for face in faces), default=0.0) for truth in truths]
     assert all(value >= 0.5 for value in matched), matched
     assert len(faces) == len(truths)
 
 
 def test_min_face_limits_the_smallest_face(fixtures):
-    image, _ = _canvas(fixtures, [(42, (700, 400))])
+    image, _ = paste_faces(fixtures, [(42, (700, 400))])
     assert detect_faces_yunet(image, min_face=200) == []
     assert len(detect_faces_yunet(image, min_face=DEFAULT_MIN_FACE)) == 1
 
 
 @pytest.mark.parametrize("side, corner", [(300, (650, 450)), (1100, (250, 50))], ids=["300px", "close-up"])
 def test_large_faces_found(fixtures, side, corner):
-    image, (truth,) = _canvas(fixtures, [(side, corner)])
+    image, (truth,) = paste_faces(fixtures, [(side, corner)])
     faces = detect_faces_yunet(image)
     assert len(faces) == 1
-    assert _iou(truth, _box(faces[0])) >= 0.5
+    assert iou(truth, faces[0]) >= 0.5
 
 
 def test_coarse_passes_reach_the_whole_image():
@@ -116,12 +70,12 @@ def test_coarse_passes_reach_the_whole_image():
 )
 def test_no_face(fixtures, image):
     if isinstance(image, str):
-        image = _rgb(fixtures / "scenes" / f"{image}.jpg")
+        image = rgb(fixtures / "scenes" / f"{image}.jpg")
     assert detect_faces_yunet(image) == []
 
 
 def test_landmarks_inside_their_box_in_yunet_order(fixtures):
-    image, _ = _canvas(fixtures, SMALL_FACES)
+    image, _ = paste_faces(fixtures, SMALL_FACES)
     faces = detect_faces_yunet(image)
     assert len(faces) == len(SMALL_FACES)
     for face in faces:
@@ -134,11 +88,11 @@ def test_landmarks_inside_their_box_in_yunet_order(fixtures):
 
 
 def test_boxes_are_clipped_ints_and_detections_frozen(fixtures):
-    image, _ = _canvas(fixtures, [(200, (1470, 1070))])  # a quarter of the face is off the canvas
+    image, _ = paste_faces(fixtures, [(200, (1470, 1070))])  # a quarter of the face is off the canvas
     faces = detect_faces_yunet(image)
     assert len(faces) == 1
     face = faces[0]
-    assert all(isinstance(value, int) for value in _box(face))
+    assert all(isinstance(value, int) for value in box_of(face))
     assert 0 <= face.left < face.right <= 1600 and 0 <= face.top < face.bottom <= 1200
     assert face.right == 1600 and face.bottom == 1200  # the face's box goes past the corner: it is clipped
     assert 0 < face.score <= 1
@@ -147,10 +101,10 @@ def test_boxes_are_clipped_ints_and_detections_frozen(fixtures):
 
 
 def test_yunet_is_the_default_detector_of_the_crop_stage(fixtures):
-    image, truths = _canvas(fixtures, SMALL_FACES[:2])
+    image, truths = paste_faces(fixtures, SMALL_FACES[:2])
     boxes = detect_faces(image)
     assert all(isinstance(box, Box) for box in boxes)
-    assert sorted(boxes) == sorted(Box(*_box(face)) for face in detect_faces_yunet(image))
+    assert sorted(boxes) == sorted(Box(*box_of(face)) for face in detect_faces_yunet(image))
     assert len(boxes) == 2
 
 
