@@ -18,6 +18,8 @@ from gimg.localengine import build_site, read_face_labels, serve_site
 
 REPO = Path(__file__).resolve().parents[1]
 MAX_WHEEL_MB = 3
+# A user's environment: no PYTHONPATH (a checkout's src/ on it would make pip see gimg as already installed).
+USER_ENVIRONMENT = {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "GIMG_DEBUG")}
 
 
 @pytest.fixture(scope="module")
@@ -30,15 +32,15 @@ def installed(tmp_path_factory) -> Path:
         shutil.copy(REPO / name, source / name)
     shutil.copytree(REPO / "src", source / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w",
-                    root / "dist", source], check=True, capture_output=True)
+                    root / "dist", source], check=True, capture_output=True, env=USER_ENVIRONMENT)
     [wheel] = (root / "dist").glob("gimg-*.whl")
     venv = root / "venv"
-    subprocess.run([sys.executable, "-m", "venv", venv], check=True, capture_output=True)
+    subprocess.run([sys.executable, "-m", "venv", venv], check=True, capture_output=True, env=USER_ENVIRONMENT)
     subprocess.run([venv / "bin" / "python", "-m", "pip", "install", "-q", "--no-deps", "--no-index", wheel],
-                   check=True, capture_output=True)
+                   check=True, capture_output=True, env=USER_ENVIRONMENT)
     where = "import sysconfig; print(sysconfig.get_path('purelib'))"
     site_packages = subprocess.run([venv / "bin" / "python", "-c", where], check=True, capture_output=True,
-                                   text=True).stdout.strip()
+                                   text=True, env=USER_ENVIRONMENT).stdout.strip()
     # Lines of a .pth file join sys.path after the venv's own site-packages; .pth files found there are not run,
     # so this environment's editable gimg stays out and only its dependencies are seen.
     Path(site_packages, "dependencies.pth").write_text(sysconfig.get_path("purelib") + "\n")
@@ -46,9 +48,8 @@ def installed(tmp_path_factory) -> Path:
 
 
 def run(venv: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    environment = {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "GIMG_DEBUG")}
     return subprocess.run([venv / "bin" / "gimg", *args], cwd=cwd, capture_output=True, text=True, timeout=600,
-                          env=environment)
+                          env=USER_ENVIRONMENT)
 
 
 def test_the_wheel_is_small_and_ships_no_non_commercial_faces(installed):
@@ -62,7 +63,7 @@ def test_the_wheel_is_small_and_ships_no_non_commercial_faces(installed):
 def test_the_installed_gimg_is_the_wheel(installed, tmp_path):
     venv, _ = installed
     found = subprocess.run([venv / "bin" / "python", "-c", "import gimg; print(gimg.__file__)"], cwd=tmp_path,
-                           capture_output=True, text=True, check=True).stdout
+                           capture_output=True, text=True, check=True, env=USER_ENVIRONMENT).stdout
     assert found.startswith(str(venv)) and str(REPO) not in found
 
 
